@@ -1,0 +1,1 @@
+"""The HTTPS API front: thin handlers over the services."""

@@ -1,0 +1,1 @@
+"""Credentials and the one permission system they all resolve to."""

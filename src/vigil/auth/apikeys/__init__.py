@@ -1,0 +1,1 @@
+"""API keys (S9): format, issuance, rotation with grace, revocation, exposure."""

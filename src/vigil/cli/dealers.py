@@ -1,0 +1,42 @@
+"""`vigil dealers …`"""
+
+from __future__ import annotations
+
+import typer
+
+from vigil.cli.context import open_services
+from vigil.cli.output import JsonOption, emit, friendly_errors, operator, table
+from vigil.tenancy.models import Plan
+
+app = typer.Typer(help="Manage dealers (tenants).", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    name: str = typer.Option(..., "--name", help="Dealer name."),
+    plan: Plan = typer.Option(Plan.STANDARD, "--plan", help="standard or enterprise."),
+    retention_days: int | None = typer.Option(
+        None, "--retention-days", help="Audit retention (enterprise: 365-2557)."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a dealer."""
+    with friendly_errors(), open_services() as svc:
+        dealer = svc.dealers.create(operator(), name=name, plan=plan, retention_days=retention_days)
+        emit(
+            dealer.as_json(),
+            as_json,
+            lambda d: typer.echo(f"Created dealer {d['id']} ({d['name']})"),
+        )
+
+
+@app.command("list")
+def list_(as_json: bool = JsonOption) -> None:
+    """List dealers."""
+    with friendly_errors(), open_services() as svc:
+        rows = [d.as_json() for d in svc.dealers.list()]
+        emit(
+            rows,
+            as_json,
+            lambda r: table(r, ["id", "name", "plan", "audit_retention_days"], "Dealers"),
+        )

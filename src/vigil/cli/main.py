@@ -1,0 +1,24 @@
+"""Entry point for the `vigil` command."""
+
+from __future__ import annotations
+
+import typer
+
+from vigil.cli import apps, dealers, keys, serve
+
+cli = typer.Typer(
+    name="vigil",
+    help="Vigil: video-verified alarm monitoring, secure by construction.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cli.command("init")(serve.init)
+cli.command("serve")(serve.serve)
+cli.add_typer(dealers.app, name="dealers")
+cli.add_typer(apps.app, name="apps")
+cli.add_typer(keys.app, name="keys")
+
+
+def main() -> None:
+    cli()

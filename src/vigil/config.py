@@ -1,0 +1,102 @@
+"""The one place that reads the environment.
+
+Every setting is a `VIGIL_*` variable (or a `.env`-free default); other modules receive a
+`Settings` object so tests can build one explicitly and nothing hides a second source of truth.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Deployment settings. Defaults are the embedded, one-machine setup `make run` uses."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore", frozen=True)
+
+    home: Path = Path("./var")
+    database_url: str | None = None
+
+    bind: str = "127.0.0.1"
+    https_port: int = Field(default=8443, ge=0, le=65535)
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    public_host: str = "localhost"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    trusted_proxies: Annotated[list[IpNetwork], NoDecode] = Field(default_factory=list)
+
+    rate_limit_per_second: float = Field(default=50.0, gt=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
+
+    key_grace_default_hours: float = Field(default=24.0, ge=0, le=168)
+
+    security_contact: str = "mailto:security@vigil.example"
+    security_policy_url: str = "https://vigil.example/security-policy"
+    security_languages: str = "en"
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_proxies(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'vigil.db').resolve()}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
+
+    @property
+    def key_grace_default(self) -> timedelta:
+        return timedelta(hours=self.key_grace_default_hours)
+
+    @property
+    def https_origin(self) -> str:
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{self.public_host}{port}"
+
+
+def load_settings() -> Settings:
+    """Settings from the process environment (the only reader of `VIGIL_*`)."""
+    return Settings()
+
+
+def openssl_conf_in_effect() -> str | None:
+    """Which OpenSSL configuration this process was started with.
+
+    The server needs OpenSSL itself to restrict key-exchange groups (Python 3.11's `ssl` has no
+    `set_groups`), and OpenSSL reads `OPENSSL_CONF` only at start-up, so `vigil serve` re-executes
+    itself with it set. This is the one other environment read, kept here on purpose.
+    """
+    return os.environ.get("OPENSSL_CONF")
+
+
+def current_os_user() -> str:
+    """The local account running an operator command; the CLI's audit actor."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"

@@ -1,0 +1,1 @@
+"""Pure building blocks: errors, identifiers, time. No I/O."""

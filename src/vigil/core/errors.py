@@ -1,0 +1,86 @@
+"""The error hierarchy every front maps once.
+
+The API turns these into RFC 9457 problem documents; the CLI into one line and an exit code.
+Messages are written for the caller and never carry secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VigilError(Exception):
+    """Base class. `status` is the HTTP status; `code` a stable machine-readable slug."""
+
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class InvalidInput(VigilError):
+    status = 422
+    code = "invalid_input"
+    title = "Invalid input"
+
+
+class NotFound(VigilError):
+    """Also used for other tenants' objects: their existence must not leak (S12)."""
+
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(VigilError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class AuthenticationFailed(VigilError):
+    """Missing or bad credential. `error` follows RFC 6750 section 3.1."""
+
+    status = 401
+    code = "invalid_token"
+    title = "Authentication required"
+
+    def __init__(self, detail: str, *, error: str | None = "invalid_token") -> None:
+        super().__init__(detail)
+        self.error = error
+
+
+class PermissionDenied(VigilError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class InsufficientScope(PermissionDenied):
+    code = "insufficient_scope"
+    title = "Insufficient scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"This call needs the scope '{scope}'.", scope=scope)
+        self.scope = scope
+
+
+class CleartextRefused(PermissionDenied):
+    """A credential arrived over plain HTTP (S2)."""
+
+    code = "https_required"
+    title = "HTTPS required"
+
+
+class RateLimited(VigilError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Rate limit exceeded; retry after {retry_after} s.")
+        self.retry_after = retry_after

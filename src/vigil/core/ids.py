@@ -1,0 +1,40 @@
+"""Public identifiers: a type prefix plus 128 random bits.
+
+The prefix makes an id self-describing in logs and support tickets (`dlr_…` is a dealer), and
+randomness keeps ids unguessable so enumeration reveals nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+BASE62 = string.digits + string.ascii_letters
+
+
+def base62(value: int, width: int) -> str:
+    """Fixed-width base62, so tokens have a constant, checkable length."""
+    chars = []
+    for _ in range(width):
+        value, rem = divmod(value, 62)
+        chars.append(BASE62[rem])
+    if value:
+        raise ValueError("value does not fit in the requested width")
+    return "".join(reversed(chars))
+
+
+def random_base62(nbytes: int) -> str:
+    width = _width_for(nbytes)
+    return base62(int.from_bytes(secrets.token_bytes(nbytes), "big"), width)
+
+
+def _width_for(nbytes: int) -> int:
+    width, capacity = 0, 1
+    while capacity < 256**nbytes:
+        capacity *= 62
+        width += 1
+    return width
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{random_base62(16)}"

@@ -1,0 +1,46 @@
+"""Finding a credential in a request, wherever a client may have put it.
+
+Used by the HTTPS edge to authenticate and by the plain-HTTP guard to spot credentials that
+must be refused and treated as exposed (S2).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from vigil.edge.asgi import Scope, header
+
+QUERY_CREDENTIAL_NAMES = frozenset({"api_key", "apikey", "key", "access_token", "token"})
+SESSION_COOKIE_PREFIX = "__Host-vigil_session"
+
+
+def bearer_token(scope: Scope) -> str | None:
+    value = header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return value  # a credential all the same (Basic, raw key): never ignored
+    return token.strip()
+
+
+def query_credentials(scope: Scope) -> list[str]:
+    raw = scope.get("query_string", b"")
+    if not raw:
+        return []
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    return [v for k, v in pairs if k.lower() in QUERY_CREDENTIAL_NAMES and v]
+
+
+def has_session_cookie(scope: Scope) -> bool:
+    cookie = header(scope, b"cookie")
+    return cookie is not None and SESSION_COOKIE_PREFIX in cookie
+
+
+def presented_credentials(scope: Scope) -> list[str]:
+    """Every secret-looking value in the request: header, query string."""
+    found = query_credentials(scope)
+    token = bearer_token(scope)
+    if token:
+        found.insert(0, token)
+    return found

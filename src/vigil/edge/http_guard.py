@@ -1,0 +1,90 @@
+"""The plain-HTTP listener (S2): it serves nothing.
+
+- A browser's credential-free GET/HEAD is redirected (308) to the same host and path on HTTPS.
+- Anything carrying a credential is refused with 403, and the credential is treated as stolen:
+  an API key is revoked at once and flagged exposed so its owner is told to rotate it. A redirect
+  would be worse than useless: the secret has already crossed the network in the clear.
+- Any other request is refused with 403.
+Every outcome is audited like any API call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from vigil.core.errors import CleartextRefused, PermissionDenied
+from vigil.edge.asgi import Receive, Scope, Send, header, state
+from vigil.edge.credentials import has_session_cookie, presented_credentials
+from vigil.edge.problem import send_error
+
+ExposeCredential = Callable[[str, Scope], Awaitable[None]]
+
+
+def https_location(scope: Scope, https_port: int, fallback_host: str) -> str:
+    host = header(scope, b"host") or fallback_host
+    if host.startswith("["):
+        hostname = host[: host.index("]") + 1] if "]" in host else fallback_host
+    else:
+        hostname = host.rsplit(":", 1)[0] if ":" in host else host
+    if not hostname or any(c in hostname for c in "/\\@?# "):
+        hostname = fallback_host
+    port = "" if https_port == 443 else f":{https_port}"
+    path = scope.get("raw_path") or scope.get("path", "/").encode()
+    location = f"https://{hostname}{port}{path.decode('latin-1')}"
+    if scope.get("query_string"):
+        location += "?" + scope["query_string"].decode("latin-1")
+    return location
+
+
+class PlainHttpGuard:
+    def __init__(self, https_port: int, fallback_host: str, expose: ExposeCredential) -> None:
+        self.https_port = https_port
+        self.fallback_host = fallback_host
+        self.expose = expose
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        st = state(scope)
+        credentials = presented_credentials(scope)
+        if credentials or has_session_cookie(scope):
+            for credential in credentials:
+                await self.expose(credential, scope)
+            error: PermissionDenied = CleartextRefused(
+                "Plain HTTP is never served. The credential sent with this request must be "
+                "treated as exposed: an API key sent this way has been revoked; issue a new one "
+                "and call the API over HTTPS."
+            )
+            st["error"] = error
+            await send_error(send, error, st.get("request_id"))
+            return
+        if scope.get("method") in ("GET", "HEAD"):
+            location = https_location(scope, self.https_port, self.fallback_host)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 308,
+                    "headers": [
+                        (b"location", location.encode("latin-1")),
+                        (b"content-length", b"0"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        error = CleartextRefused("Plain HTTP is never served; use HTTPS.")
+        st["error"] = error
+        await send_error(send, error, st.get("request_id"))
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

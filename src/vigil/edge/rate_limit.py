@@ -1,0 +1,61 @@
+"""Rate limit per credential (per client address for anonymous calls): a token bucket.
+
+Buckets live in the process; with N processes behind a balancer a caller gets up to N times the
+rate, which is stated in docs/operations.md. 429 carries `Retry-After` (RFC 9110 section 10.2.3).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from vigil.core.errors import RateLimited
+from vigil.edge.asgi import ASGIApp, Receive, Scope, Send, state
+from vigil.edge.problem import send_error
+
+MAX_BUCKETS = 100_000
+
+
+class TokenBuckets:
+    def __init__(
+        self, rate: float, burst: int, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate, self.burst, self._now = rate, burst, monotonic
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str) -> float:
+        """Take one token; return 0 if allowed, else seconds until a token is available."""
+        now = self._now()
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            self._buckets.move_to_end(key)
+            if len(self._buckets) > MAX_BUCKETS:
+                self._buckets.popitem(last=False)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, buckets: TokenBuckets) -> None:
+        self.app = app
+        self.buckets = buckets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        st = state(scope)
+        principal = st.get("principal")
+        key = f"cred:{principal.credential_id}" if principal else f"ip:{st.get('client_ip')}"
+        wait = self.buckets.take(key)
+        if wait > 0:
+            error = RateLimited(max(1, math.ceil(wait)))
+            st["error"] = error
+            await send_error(send, error, st.get("request_id"))
+            return
+        await self.app(scope, receive, send)

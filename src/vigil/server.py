@@ -1,0 +1,101 @@
+"""`vigil serve`: the HTTPS listener, the plain-HTTP guard listener, one process, one event loop.
+
+Both listeners share the services (and so the audit writer). SIGHUP reloads the certificate
+into the live TLS context: new handshakes get the new certificate, open connections carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from vigil.app import create_api, create_http_guard
+from vigil.config import Settings
+from vigil.edge.certificates import ensure_local_tls
+from vigil.edge.tls import ReloadableCertificate
+from vigil.services import Services
+
+log = logging.getLogger("vigil.server")
+
+
+@dataclass(frozen=True)
+class CertificatePaths:
+    cert: Path
+    key: Path
+
+
+def certificate_paths(settings: Settings) -> CertificatePaths:
+    """The configured certificate, or the local one `vigil init` creates."""
+    if settings.tls_cert and settings.tls_key:
+        return CertificatePaths(settings.tls_cert, settings.tls_key)
+    files, _ = ensure_local_tls(settings.tls_dir)
+    return CertificatePaths(files.cert_pem, files.key_pem)
+
+
+class _QuietSignals(uvicorn.Server):
+    """The plain-HTTP server: shutdown is driven by the HTTPS server, not by its own handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def serve(settings: Settings, services: Services) -> None:
+    paths = certificate_paths(settings)
+    reloader = ReloadableCertificate(paths.cert, paths.key)
+    context = reloader.context
+
+    def tls_factory(_config: uvicorn.Config, _default: object) -> ssl.SSLContext:
+        return context
+
+    level = settings.log_level
+    https = uvicorn.Server(
+        uvicorn.Config(
+            create_api(services),
+            host=settings.bind,
+            port=settings.https_port,
+            ssl_context_factory=tls_factory,
+            log_level=level,
+            server_header=False,
+            proxy_headers=False,
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    http = _QuietSignals(
+        uvicorn.Config(
+            create_http_guard(services),
+            host=settings.bind,
+            port=settings.http_port,
+            log_level=level,
+            server_header=False,
+            proxy_headers=False,
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    loop = asyncio.get_running_loop()
+
+    def on_sighup() -> None:
+        try:
+            reloader.reload()
+            log.warning("TLS certificate reloaded from %s", paths.cert)
+        except Exception:  # keep serving the old certificate
+            log.exception("TLS certificate reload failed, still serving the old one")
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    http_task = asyncio.create_task(http.serve())
+    try:
+        await https.serve()
+    finally:
+        http.should_exit = True
+        await http_task
+        services.close()

@@ -1,0 +1,51 @@
+"""The service layer, assembled from settings: what every front (API, CLI, portal) calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vigil.audit.log import AuditLog
+from vigil.auth.apikeys.service import ApiKeyService
+from vigil.auth.apikeys.verifier import ApiKeyVerifier
+from vigil.config import Settings
+from vigil.core.clock import Clock, SystemClock
+from vigil.storage.db import Database
+from vigil.tenancy.apps import AppService
+from vigil.tenancy.dealers import DealerService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    db: Database
+    audit: AuditLog
+    dealers: DealerService
+    apps: AppService
+    keys: ApiKeyService
+    key_verifier: ApiKeyVerifier
+
+    @classmethod
+    def build(
+        cls, settings: Settings, clock: Clock | None = None, *, migrate: bool = True
+    ) -> Services:
+        clock = clock or SystemClock()
+        db = Database(settings.resolved_database_url)
+        if migrate:
+            db.migrate()
+        audit = AuditLog(db)
+        apps = AppService(db, audit, clock)
+        return cls(
+            settings=settings,
+            clock=clock,
+            db=db,
+            audit=audit,
+            dealers=DealerService(db, audit, clock),
+            apps=apps,
+            keys=ApiKeyService(db, audit, clock, apps, settings.key_grace_default),
+            key_verifier=ApiKeyVerifier(db, clock),
+        )
+
+    def close(self) -> None:
+        self.audit.close()
+        self.db.dispose()

@@ -1,0 +1,1 @@
+"""Relational storage: engine, schema, migrations. Adapters behind the services' ports."""

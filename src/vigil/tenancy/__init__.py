@@ -1,0 +1,1 @@
+"""Dealers (tenants) and their apps."""
