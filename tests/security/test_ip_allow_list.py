@@ -1,0 +1,47 @@
+"""S9: an app's IP allow list, with the client address taken from trusted proxies only."""
+
+from __future__ import annotations
+
+from tests.support import factories
+from tests.support.server import VigilServer
+
+from vigil.services import Services
+
+
+def call_from(server: VigilServer, token: str, forwarded_for: str | None) -> int:
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    with server.client(token, headers=headers) as client:
+        return client.get("/v1/me").status_code
+
+
+def test_key_outside_the_allow_list_is_403_inside_is_200(
+    server: VigilServer, services: Services
+) -> None:
+    cred = factories.credential(services, ip_allow_list=["203.0.113.0/24", "2001:db8::/32"])
+    assert call_from(server, cred.token, "203.0.113.7") == 200
+    assert call_from(server, cred.token, "2001:db8::1") == 200
+    assert call_from(server, cred.token, "198.51.100.9") == 403
+    assert call_from(server, cred.token, "2001:db9::1") == 403
+
+
+def test_a_client_cannot_spoof_its_address_past_the_proxy(
+    server: VigilServer, services: Services
+) -> None:
+    cred = factories.credential(services, ip_allow_list=["203.0.113.0/24"])
+    # The trusted proxy (127.0.0.1) appends the real client; a forged left-most hop is ignored.
+    assert call_from(server, cred.token, "203.0.113.7, 198.51.100.9") == 403
+
+
+def test_without_forwarding_the_socket_peer_counts(server: VigilServer, services: Services) -> None:
+    inside = factories.credential(services, ip_allow_list=["127.0.0.0/8"])
+    outside = factories.credential(services, ip_allow_list=["203.0.113.0/24"])
+    assert call_from(server, inside.token, None) == 200
+    assert call_from(server, outside.token, None) == 403
+
+
+def test_refusal_is_a_problem_document(server: VigilServer, services: Services) -> None:
+    cred = factories.credential(services, ip_allow_list=["203.0.113.0/24"])
+    with server.client(cred.token, headers={"X-Forwarded-For": "192.0.2.1"}) as client:
+        response = client.get("/v1/me")
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/problem+json"

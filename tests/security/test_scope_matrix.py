@@ -1,0 +1,126 @@
+"""S12: for every scoped route, a key without the scope is refused before the handler runs,
+and a key holding only that scope gets through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from sqlalchemy import func, select
+from tests.support import factories
+from tests.support.server import VigilServer
+
+from vigil.app import create_api
+from vigil.auth.scopes import Scope
+from vigil.edge.authorization import RequiredScope
+from vigil.services import Services
+from vigil.storage.tables import api_keys, apps
+
+
+@dataclass
+class World:
+    """One dealer's target app with a key, plus the caller under test."""
+
+    services: Services
+    target: factories.Credential
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    template: str
+    path: Callable[[World], str]
+    body: Callable[[World], dict[str, Any] | None] = lambda w: None
+
+
+CASES = [
+    Case("GET", "/v1/apps", lambda w: "/v1/apps"),
+    Case("GET", "/v1/apps/{app_id}", lambda w: f"/v1/apps/{w.target.app.id}"),
+    Case("GET", "/v1/apps/{app_id}/keys", lambda w: f"/v1/apps/{w.target.app.id}/keys"),
+    Case(
+        "POST",
+        "/v1/apps",
+        lambda w: "/v1/apps",
+        lambda w: {"name": "matrix", "scopes": ["apps:write"]},
+    ),
+    Case("POST", "/v1/apps/{app_id}/keys", lambda w: f"/v1/apps/{w.target.app.id}/keys"),
+    Case(
+        "POST",
+        "/v1/apps/{app_id}/keys/rotate",
+        lambda w: f"/v1/apps/{w.target.app.id}/keys/rotate",
+        lambda w: {"grace_seconds": 60},
+    ),
+    Case("POST", "/v1/keys/{key_id}/revoke", lambda w: f"/v1/keys/{w.target.key_id}/revoke"),
+]
+
+
+def scoped_routes(services: Services) -> dict[tuple[str, str], Scope]:
+    found = {}
+    for route in create_api(services).routes:
+        if not isinstance(route, APIRoute):
+            continue
+        for dep in route.dependant.dependencies:
+            for call in (dep.call, *(d.call for d in dep.dependencies)):
+                if isinstance(call, RequiredScope) and call.scope is not None:
+                    for method in route.methods:
+                        found[(method, route.path)] = call.scope
+    return found
+
+
+def snapshot(services: Services, dealer_id: str) -> tuple[Any, ...]:
+    """Everything these routes could change for the dealer."""
+    with services.db.read() as conn:
+        n_apps = conn.execute(
+            select(func.count()).select_from(apps).where(apps.c.dealer_id == dealer_id)
+        ).scalar_one()
+        keys = conn.execute(
+            select(api_keys.c.id, api_keys.c.status, api_keys.c.expires_at)
+            .where(api_keys.c.dealer_id == dealer_id)
+            .order_by(api_keys.c.id)
+        ).all()
+    return n_apps, tuple(tuple(k) for k in keys)
+
+
+def test_every_scoped_route_is_in_the_matrix(services: Services) -> None:
+    assert {(c.method, c.template) for c in CASES} == set(scoped_routes(services))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.template}")
+def test_missing_scope_is_403_with_no_side_effect(
+    case: Case, server: VigilServer, services: Services
+) -> None:
+    needed = scoped_routes(services)[(case.method, case.template)]
+    dealer = factories.dealer(services)
+    world = World(services, factories.credential(services, owner=dealer))
+    if case.template == "/v1/apps/{app_id}/keys":
+        services.keys.revoke(factories.OPERATOR, world.target.key_id)
+    caller = factories.credential(services, owner=dealer, scopes=set(Scope) - {needed})
+    before = snapshot(services, dealer.id)
+    with server.client(caller.token) as client:
+        response = client.request(case.method, case.path(world), json=case.body(world))
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "insufficient_scope"
+    assert response.json()["scope"] == needed.value
+    assert f'scope="{needed.value}"' in response.headers["www-authenticate"]
+    assert snapshot(services, dealer.id) == before
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.template}")
+def test_holding_only_the_scope_is_enough(
+    case: Case, server: VigilServer, services: Services
+) -> None:
+    needed = scoped_routes(services)[(case.method, case.template)]
+    dealer = factories.dealer(services)
+    world = World(services, factories.credential(services, owner=dealer))
+    if case.template == "/v1/apps/{app_id}/keys":
+        services.keys.revoke(factories.OPERATOR, world.target.key_id)
+    caller = factories.credential(services, owner=dealer, scopes={needed})
+    before = snapshot(services, dealer.id)
+    with server.client(caller.token) as client:
+        response = client.request(case.method, case.path(world), json=case.body(world))
+    assert response.status_code in (200, 201), response.text
+    if case.method == "POST":
+        assert snapshot(services, dealer.id) != before

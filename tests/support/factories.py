@@ -1,0 +1,59 @@
+"""Shared factories: build tenants, apps and keys through the real services."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from vigil.auth.actor import Actor
+from vigil.auth.principal import ActorType, Environment
+from vigil.auth.scopes import Scope
+from vigil.services import Services
+from vigil.tenancy.models import App, Dealer, Plan
+
+OPERATOR = Actor(type=ActorType.OPERATOR, id="cli:test", via="cli")
+_counter = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Credential:
+    dealer: Dealer
+    app: App
+    key_id: str
+    token: str
+
+
+def dealer(services: Services, plan: Plan = Plan.STANDARD, name: str | None = None) -> Dealer:
+    return services.dealers.create(OPERATOR, name=name or f"Dealer {next(_counter)}", plan=plan)
+
+
+def app(
+    services: Services,
+    owner: Dealer,
+    environment: Environment = Environment.SANDBOX,
+    scopes: Iterable[Scope] = tuple(Scope),
+    ip_allow_list: Iterable[str] = (),
+) -> App:
+    return services.apps.create(
+        OPERATOR,
+        dealer_id=owner.id,
+        name=f"App {next(_counter)}",
+        environment=environment,
+        scopes=scopes,
+        ip_allow_list=ip_allow_list,
+    )
+
+
+def credential(
+    services: Services,
+    *,
+    owner: Dealer | None = None,
+    environment: Environment = Environment.SANDBOX,
+    scopes: Iterable[Scope] = tuple(Scope),
+    ip_allow_list: Iterable[str] = (),
+) -> Credential:
+    owner = owner or dealer(services)
+    created = app(services, owner, environment, scopes, ip_allow_list)
+    key, token = services.keys.create(OPERATOR, created.id)
+    return Credential(owner, created, key.id, token)
