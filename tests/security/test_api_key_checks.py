@@ -101,7 +101,8 @@ def test_rotated_key_works_until_grace_ends_and_reports_expiry(
     _, new_token, outgoing = services.keys.rotate(
         factories.OPERATOR, cred.app.id, grace=timedelta(hours=1)
     )
-    assert outgoing is not None and outgoing.expires_at is not None
+    assert outgoing is not None
+    assert outgoing.expires_at is not None
     with server.client(cred.token) as client:
         response = client.get("/v1/me")
     assert response.status_code == 200
