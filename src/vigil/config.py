@@ -31,6 +31,9 @@ class Settings(BaseSettings):
 
     home: Path = Path("./var")
     database_url: str | None = None
+    # PostgreSQL: migrations run as this owner role; the app connects with `database_url`
+    # as a lesser role that cannot update or delete audit records (S16).
+    database_owner_url: str | None = None
 
     bind: str = "127.0.0.1"
     https_port: int = Field(default=8443, ge=0, le=65535)
@@ -45,6 +48,12 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=100, ge=1)
 
     key_grace_default_hours: float = Field(default=24.0, ge=0, le=168)
+
+    # Platform-level audit records (no dealer); dealers' own retention is set per dealer (S17).
+    audit_retention_days: int = Field(default=365, ge=365, le=2557)
+    audit_checkpoint_every: int = Field(default=1000, ge=1, le=1000)
+    audit_checkpoint_seconds: float = Field(default=60.0, gt=0, le=60)
+    audit_signing_key_days: int = Field(default=30, ge=1, le=365)
 
     security_contact: str = "mailto:security@vigil.example"
     security_policy_url: str = "https://vigil.example/security-policy"
@@ -66,6 +75,10 @@ class Settings(BaseSettings):
     @property
     def tls_dir(self) -> Path:
         return self.home / "tls"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
 
     @property
     def key_grace_default(self) -> timedelta:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from vigil.audit.log import AuditLog
+from vigil.audit.signing import AuditSigner
 from vigil.auth.apikeys.service import ApiKeyService
 from vigil.auth.apikeys.verifier import ApiKeyVerifier
 from vigil.config import Settings
@@ -32,8 +34,20 @@ class Services:
         clock = clock or SystemClock()
         db = Database(settings.resolved_database_url)
         if migrate:
-            db.migrate()
-        audit = AuditLog(db)
+            db.migrate(
+                owner_url=settings.database_owner_url,
+                platform_retention_days=settings.audit_retention_days,
+            )
+        signer = AuditSigner(
+            settings.keys_dir / "audit", clock, timedelta(days=settings.audit_signing_key_days)
+        )
+        audit = AuditLog(
+            db,
+            signer,
+            clock,
+            checkpoint_every=settings.audit_checkpoint_every,
+            checkpoint_seconds=settings.audit_checkpoint_seconds,
+        )
         apps = AppService(db, audit, clock)
         return cls(
             settings=settings,

@@ -57,3 +57,17 @@ def credential(
     created = app(services, owner, environment, scopes, ip_allow_list)
     key, token = services.keys.create(OPERATOR, created.id)
     return Credential(owner, created, key.id, token)
+
+
+def audit_log(db: object, home: object, clock: object | None = None) -> object:
+    """A real AuditLog (chain, checkpoints, signer) on `db`, keys under `home`."""
+    from datetime import timedelta
+    from pathlib import Path
+
+    from vigil.audit.log import AuditLog
+    from vigil.audit.signing import AuditSigner
+    from vigil.core.clock import SystemClock
+
+    clk = clock or SystemClock()
+    signer = AuditSigner(Path(str(home)) / "keys" / "audit", clk, timedelta(days=30))  # type: ignore[arg-type]
+    return AuditLog(db, signer, clk)  # type: ignore[arg-type]

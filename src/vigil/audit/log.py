@@ -1,30 +1,46 @@
-"""The audit service: the single way records are written (S14, S15).
+"""The audit service: the single way records are written (S14, S15, S16).
 
 Callers either append a record on its own (API calls, failures: durable before the response is
 released) or write it inside their own transaction (state changes: the change and its record
-commit together).
+commit together). Either way the record is linked onto its dealer's hash chain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
 from vigil.audit.record import AuditRecord
+from vigil.audit.signing import AuditSigner
+from vigil.audit.store import AuditStore
 from vigil.audit.writer import GroupCommitWriter
+from vigil.core.clock import Clock
 from vigil.storage.db import Database
-from vigil.storage.tables import audit_events
 
 
 class AuditLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        signer: AuditSigner,
+        clock: Clock,
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 60.0,
+    ) -> None:
         self._db = db
-        self._writer = GroupCommitWriter(self._write_batch)
+        self.signer = signer
+        self.store = AuditStore(signer, clock, checkpoint_every)
+        self._checkpoint_age = timedelta(seconds=checkpoint_seconds)
+        self._writer = GroupCommitWriter(
+            self._write_batch, tick=self.checkpoint_stale, tick_seconds=min(5.0, checkpoint_seconds)
+        )
 
     def write_in(self, conn: Connection, record: AuditRecord) -> None:
         """Write `record` in the caller's transaction: it commits with the change it describes."""
-        conn.execute(insert(audit_events), [record.as_row()])
+        self.store.append(conn, [record])
 
     def write_now(self, record: AuditRecord) -> None:
         """Write and commit `record` synchronously (CLI and other one-off callers)."""
@@ -34,9 +50,28 @@ class AuditLog:
         """Return once `record` is durable; concurrent callers share one commit."""
         await self._writer.append(record)
 
-    def _write_batch(self, records: Sequence[AuditRecord]) -> None:
+    def checkpoint_stale(self) -> int:
+        """Sign chains whose newest records have waited longer than the checkpoint interval."""
         with self._db.transaction() as conn:
-            conn.execute(insert(audit_events), [r.as_row() for r in records])
+            return self.store.checkpoint_stale(conn, self._checkpoint_age)
+
+    def checkpoint_all(self) -> int:
+        """Sign every chain's head now (shutdown, exports, verification runs)."""
+        from sqlalchemy import select
+
+        from vigil.storage.tables import audit_chain_heads
+
+        with self._db.transaction() as conn:
+            chains = [r[0] for r in conn.execute(select(audit_chain_heads.c.chain_id))]
+            return self.store.checkpoint_chains(conn, chains)
+
+    def _write_batch(self, records: Sequence[AuditRecord]) -> None:
+        try:
+            with self._db.transaction() as conn:
+                self.store.append(conn, records)
+        except Exception:
+            self.signer.forget()
+            raise
 
     def close(self) -> None:
         self._writer.stop()

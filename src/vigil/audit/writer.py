@@ -12,6 +12,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from vigil.audit.record import AuditRecord
 log = logging.getLogger(__name__)
 
 BatchSink = Callable[[Sequence[AuditRecord]], None]
+Tick = Callable[[], object]
 
 MAX_BATCH = 2000
 
@@ -31,8 +33,13 @@ class _Pending:
 
 
 class GroupCommitWriter:
-    def __init__(self, sink: BatchSink) -> None:
+    def __init__(
+        self, sink: BatchSink, tick: Tick | None = None, tick_seconds: float = 5.0
+    ) -> None:
+        """`tick` runs on the writer thread when it has been idle for `tick_seconds`
+        (time-based checkpoints), so it never competes with appends for the write lock."""
         self._sink = sink
+        self._tick, self._tick_seconds = tick, tick_seconds
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -55,8 +62,15 @@ class GroupCommitWriter:
         await future
 
     def _run(self) -> None:
+        last_tick = time.monotonic()
         while True:
-            first = self._queue.get()
+            if self._tick is not None and time.monotonic() - last_tick >= self._tick_seconds:
+                last_tick = time.monotonic()
+                self._run_tick()
+            try:
+                first = self._queue.get(timeout=self._tick_seconds)
+            except queue.Empty:
+                continue
             if first is None:
                 return
             batch = [first]
@@ -73,6 +87,13 @@ class GroupCommitWriter:
             self._commit(batch)
             if stopping:
                 return
+
+    def _run_tick(self) -> None:
+        assert self._tick is not None
+        try:
+            self._tick()
+        except Exception:  # a failed checkpoint is retried on the next tick
+            log.exception("audit writer tick failed")
 
     def _commit(self, batch: list[_Pending]) -> None:
         error: BaseException | None = None

@@ -13,8 +13,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
 from sqlalchemy.pool import NullPool, QueuePool
+
+from vigil.storage.roles import app_role_of, apply_grants
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -28,6 +30,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    write = conn.get_execution_options().get("vigil_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 class Database:
@@ -54,29 +61,64 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # pysqlite's own transaction handling is off (isolation_level=None); emit BEGIN
             # ourselves so SQLAlchemy's transaction boundaries are the real ones.
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+            event.listen(self.engine, "begin", _sqlite_begin)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A unit of work: everything inside commits together or not at all."""
-        with self.engine.begin() as conn:
-            yield conn
+        """A unit of work: everything inside commits together or not at all.
+
+        On SQLite the write lock is taken up front (`BEGIN IMMEDIATE`): a deferred transaction
+        that reads and then writes can fail outright with SQLITE_BUSY_SNAPSHOT when another
+        writer committed in between, which busy_timeout does not retry.
+        """
+        with self.engine.connect() as conn:
+            conn.execution_options(vigil_write=True)
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
+    def migrate(self, *, owner_url: str | None = None, platform_retention_days: int = 365) -> None:
+        """Bring the schema to the newest migration (idempotent), as the owner role if given.
+
+        Also records the platform retention the storage's delete guard enforces and, on
+        PostgreSQL with a separate application role, re-applies that role's grants.
+        """
+        owner = create_engine(owner_url, poolclass=NullPool) if owner_url else self.engine
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        try:
+            if self.is_sqlite and owner is self.engine:
+                conn_cm = self.transaction()
+            else:
+                conn_cm = owner.begin()
+            with conn_cm as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                _set_platform_retention(conn, platform_retention_days)
+                role = app_role_of(self.url, owner_url) if owner_url else None
+                if role and conn.dialect.name == "postgresql":
+                    apply_grants(conn, role)
+        finally:
+            if owner is not self.engine:
+                owner.dispose()
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _set_platform_retention(conn: Connection, days: int) -> None:
+    from vigil.storage.tables import audit_policy
+
+    if conn.execute(select(audit_policy.c.id).where(audit_policy.c.id == 1)).first() is None:
+        conn.execute(insert(audit_policy).values(id=1, platform_retention_days=days))
+    else:
+        conn.execute(
+            update(audit_policy).where(audit_policy.c.id == 1).values(platform_retention_days=days)
+        )
 
 
 def single_use_engine(url: str) -> Engine:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from vigil.storage.types import UtcDateTime
@@ -73,6 +74,10 @@ audit_events = Table(
         "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("id", String(40), nullable=False, unique=True),
+    Column("chain_id", String(40), nullable=False),
+    Column("chain_seq", BigInteger, nullable=False),
+    Column("prev_hash", LargeBinary(32), nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("actor_type", String(20), nullable=False),
     Column("actor_id", String(200), nullable=True),
@@ -93,6 +98,51 @@ audit_events = Table(
     Column("details", JSON, nullable=False),
     Index("ix_audit_dealer_time", "dealer_id", "occurred_at"),
     Index("ix_audit_request", "request_id"),
+    UniqueConstraint("chain_id", "chain_seq", name="uq_audit_chain_seq"),
+)
+
+# One row per chain (a dealer, or "platform"): where the next record links on. Locked per batch,
+# never per request, so several processes append without a global lock.
+audit_chain_heads = Table(
+    "audit_chain_heads",
+    metadata,
+    Column("chain_id", String(40), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("checkpointed_seq", BigInteger, nullable=False),
+    Column("checkpointed_at", UtcDateTime, nullable=True),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("chain_id", String(40), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("head_hash", LargeBinary(32), nullable=False),
+    Column("signed_at", String(30), nullable=False),
+    Column("kid", String(60), nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
+    UniqueConstraint("chain_id", "seq", name="uq_audit_checkpoint"),
+)
+
+audit_signing_keys = Table(
+    "audit_signing_keys",
+    metadata,
+    Column("kid", String(60), primary_key=True),
+    Column("public_key", LargeBinary(32), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("retired_at", UtcDateTime, nullable=True),
+)
+
+# Retention for platform-level records (no dealer); the storage's delete guard reads it.
+audit_policy = Table(
+    "audit_policy",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("platform_retention_days", Integer, nullable=False),
 )
 
 settings_kv = Table(

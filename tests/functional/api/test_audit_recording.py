@@ -12,7 +12,6 @@ from sqlalchemy import select
 from tests.support import factories
 from tests.support.server import VigilServer
 
-from vigil.audit.log import AuditLog
 from vigil.auth.scopes import Scope
 from vigil.core.clock import SystemClock
 from vigil.edge.audit import AuditMiddleware
@@ -107,7 +106,7 @@ def test_cli_mutations_are_audited_with_the_os_user(
 def test_unhandled_error_is_a_500_problem_and_audited(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'a.db'}")
     db.migrate()
-    audit = AuditLog(db)
+    audit = factories.audit_log(db, tmp_path)
 
     async def broken(scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("secret internals")
@@ -154,7 +153,7 @@ def test_response_is_withheld_when_the_record_cannot_be_written(tmp_path: Path) 
 def test_group_commit_makes_every_concurrent_record_durable(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'g.db'}")
     db.migrate()
-    audit = AuditLog(db)
+    audit = factories.audit_log(db, tmp_path)
     from datetime import UTC, datetime
 
     from vigil.audit.actions import AuditAction

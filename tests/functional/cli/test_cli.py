@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import DatabaseFactory
 from tests.support.server import VigilServer
 
@@ -37,10 +36,12 @@ def test_dealer_app_key_lifecycle_as_json(server: VigilServer) -> None:
     revoked = cli_json(server, "keys", "revoke", str(rotated["id"]))
     assert revoked["status"] == "revoked"
     listed = json.loads(server.run_cli("keys", "list", "--app", str(app["id"]), "--json").stdout)
-    assert {k["id"]: k["status"] for k in listed} == {key["id"]: "rotating", rotated["id"]: "revoked"}
+    statuses = {k["id"]: k["status"] for k in listed}
+    assert statuses == {key["id"]: "rotating", rotated["id"]: "revoked"}
     granted = cli_json(server, "apps", "grant", "--app", str(app["id"]), "--scopes", "sites:read")
     assert granted["scopes"] == ["sites:read"]
-    assert any(d["id"] == dealer["id"] for d in json.loads(server.run_cli("dealers", "list", "--json").stdout))
+    dealers = json.loads(server.run_cli("dealers", "list", "--json").stdout)
+    assert any(d["id"] == dealer["id"] for d in dealers)
 
 
 @pytest.mark.parametrize(
@@ -53,10 +54,12 @@ def test_dealer_app_key_lifecycle_as_json(server: VigilServer) -> None:
         (["keys", "revoke", "key_missing"], "No API key"),
         (["dealers", "create", "--name", "x", "--plan", "standard", "--retention-days", "900"],
          "fixed at 365 days"),
-        (["keys", "rotate", "--app", "app_missing", "--grace-hours", "500"], "between 0 and 7 days"),
+        (["keys", "rotate", "--app", "app_x", "--grace-hours", "500"], "between 0 and 7 days"),
     ],
 )  # fmt: skip
-def test_errors_are_one_line_and_non_zero(server: VigilServer, args: list[str], message: str) -> None:
+def test_errors_are_one_line_and_non_zero(
+    server: VigilServer, args: list[str], message: str
+) -> None:
     out = server.run_cli(*args, check=False)
     assert out.returncode != 0
     assert "Traceback" not in out.stderr + out.stdout

@@ -23,7 +23,13 @@ def upgrade() -> None:
         sa.Column("id", sa.String(40), primary_key=True),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("plan", sa.String(20), nullable=False),
-        sa.Column("audit_retention_days", sa.Integer, nullable=False),
+        sa.Column(
+            "audit_retention_days",
+            sa.Integer,
+            # The storage's delete guard trusts this number, so the storage bounds it too (S17).
+            sa.CheckConstraint("audit_retention_days BETWEEN 365 AND 2557"),
+            nullable=False,
+        ),
         sa.Column("created_at", UtcDateTime, nullable=False),
     )
     op.create_table(
@@ -63,6 +69,10 @@ def upgrade() -> None:
             autoincrement=True,
         ),
         sa.Column("id", sa.String(40), nullable=False, unique=True),
+        sa.Column("chain_id", sa.String(40), nullable=False),
+        sa.Column("chain_seq", sa.BigInteger, nullable=False),
+        sa.Column("prev_hash", sa.LargeBinary(32), nullable=False),
+        sa.Column("hash", sa.LargeBinary(32), nullable=False),
         sa.Column("occurred_at", UtcDateTime, nullable=False),
         sa.Column("actor_type", sa.String(20), nullable=False),
         sa.Column("actor_id", sa.String(200), nullable=True),
@@ -81,6 +91,48 @@ def upgrade() -> None:
         sa.Column("target_id", sa.String(200), nullable=True),
         sa.Column("result", sa.String(40), nullable=False),
         sa.Column("details", sa.JSON, nullable=False),
+        sa.UniqueConstraint("chain_id", "chain_seq", name="uq_audit_chain_seq"),
+    )
+    op.create_table(
+        "audit_chain_heads",
+        sa.Column("chain_id", sa.String(40), primary_key=True),
+        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.Column("hash", sa.LargeBinary(32), nullable=False),
+        sa.Column("checkpointed_seq", sa.BigInteger, nullable=False),
+        sa.Column("checkpointed_at", UtcDateTime, nullable=True),
+    )
+    op.create_table(
+        "audit_checkpoints",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("chain_id", sa.String(40), nullable=False),
+        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.Column("head_hash", sa.LargeBinary(32), nullable=False),
+        sa.Column("signed_at", sa.String(30), nullable=False),
+        sa.Column("kid", sa.String(60), nullable=False),
+        sa.Column("signature", sa.LargeBinary(64), nullable=False),
+        sa.UniqueConstraint("chain_id", "seq", name="uq_audit_checkpoint"),
+    )
+    op.create_table(
+        "audit_signing_keys",
+        sa.Column("kid", sa.String(60), primary_key=True),
+        sa.Column("public_key", sa.LargeBinary(32), nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("retired_at", UtcDateTime, nullable=True),
+    )
+    op.create_table(
+        "audit_policy",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column(
+            "platform_retention_days",
+            sa.Integer,
+            sa.CheckConstraint("platform_retention_days BETWEEN 365 AND 2557"),
+            nullable=False,
+        ),
     )
     op.create_index("ix_audit_dealer_time", "audit_events", ["dealer_id", "occurred_at"])
     op.create_index("ix_audit_request", "audit_events", ["request_id"])
@@ -92,5 +144,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("platform_state", "audit_events", "api_keys", "apps", "dealers"):
+    for name in (
+        "audit_policy",
+        "audit_signing_keys",
+        "audit_checkpoints",
+        "audit_chain_heads",
+        "platform_state",
+        "audit_events",
+        "api_keys",
+        "apps",
+        "dealers",
+    ):
         op.drop_table(name)

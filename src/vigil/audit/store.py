@@ -1,0 +1,127 @@
+"""Appending records to their chains, and signing checkpoints (S16).
+
+Each dealer has its own chain (platform records share the "platform" chain), so a dealer can
+verify its records without anyone else's. Appending locks a chain's head row once per batch:
+concurrent processes serialize per chain and per batch, never per request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from vigil.audit import canonical
+from vigil.audit.record import AuditRecord
+from vigil.audit.signing import AuditSigner
+from vigil.core.clock import Clock
+from vigil.storage.tables import audit_chain_heads, audit_checkpoints, audit_events
+
+PLATFORM_CHAIN = "platform"
+
+
+def chain_of(record: AuditRecord) -> str:
+    return record.dealer_id or PLATFORM_CHAIN
+
+
+def to_millis(moment: datetime) -> datetime:
+    """Hashes cover millisecond timestamps; store exactly what was hashed."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def hashed_fields(row: dict[str, Any]) -> dict[str, Any]:
+    fields = {name: row[name] for name in canonical.FIELDS}
+    fields["occurred_at"] = canonical.timestamp(row["occurred_at"])
+    return fields
+
+
+class AuditStore:
+    def __init__(self, signer: AuditSigner, clock: Clock, checkpoint_every: int) -> None:
+        self._signer, self._clock, self._every = signer, clock, checkpoint_every
+
+    def append(self, conn: Connection, records: Sequence[AuditRecord]) -> None:
+        """Link `records` onto their chains inside the caller's transaction."""
+        by_chain: dict[str, list[AuditRecord]] = {}
+        for record in records:
+            by_chain.setdefault(chain_of(record), []).append(record)
+        rows: list[dict[str, Any]] = []
+        # A fixed lock order across processes rules out deadlocks between batches.
+        for chain_id in sorted(by_chain):
+            seq, prev, checkpointed = self._lock_head(conn, chain_id)
+            for record in by_chain[chain_id]:
+                seq += 1
+                row = dataclasses.replace(
+                    record, occurred_at=to_millis(record.occurred_at)
+                ).as_row()
+                row["chain_id"], row["chain_seq"] = chain_id, seq
+                row["prev_hash"] = prev
+                prev = canonical.link(prev, hashed_fields(row))
+                row["hash"] = prev
+                rows.append(row)
+            conn.execute(
+                update(audit_chain_heads)
+                .where(audit_chain_heads.c.chain_id == chain_id)
+                .values(seq=seq, hash=prev)
+            )
+            if seq - checkpointed >= self._every:
+                self._checkpoint(conn, chain_id, seq, prev)
+        if rows:
+            conn.execute(insert(audit_events), rows)
+
+    def checkpoint_stale(self, conn: Connection, older_than: timedelta) -> int:
+        """Sign every chain with records not yet covered and no checkpoint for `older_than`."""
+        cutoff = self._clock.now() - older_than
+        heads = conn.execute(
+            select(audit_chain_heads.c.chain_id).where(
+                audit_chain_heads.c.seq > audit_chain_heads.c.checkpointed_seq,
+                (audit_chain_heads.c.checkpointed_at.is_(None))
+                | (audit_chain_heads.c.checkpointed_at <= cutoff),
+            )
+        ).all()
+        return self.checkpoint_chains(conn, [h[0] for h in heads])
+
+    def checkpoint_chains(self, conn: Connection, chain_ids: Iterable[str]) -> int:
+        signed = 0
+        for chain_id in sorted(chain_ids):
+            seq, head, checkpointed = self._lock_head(conn, chain_id)
+            if seq > checkpointed:
+                self._checkpoint(conn, chain_id, seq, head)
+                signed += 1
+        return signed
+
+    def _lock_head(self, conn: Connection, chain_id: str) -> tuple[int, bytes, int]:
+        values = {"chain_id": chain_id, "seq": 0, "hash": canonical.GENESIS, "checkpointed_seq": 0}
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        conn.execute(dialect.insert(audit_chain_heads).values(values).on_conflict_do_nothing())
+        query = select(
+            audit_chain_heads.c.seq, audit_chain_heads.c.hash, audit_chain_heads.c.checkpointed_seq
+        ).where(audit_chain_heads.c.chain_id == chain_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        seq, head, checkpointed = conn.execute(query).one()
+        return int(seq), bytes(head), int(checkpointed)
+
+    def _checkpoint(self, conn: Connection, chain_id: str, seq: int, head: bytes) -> None:
+        key = self._signer.current(conn)
+        now = self._clock.now()
+        signed_at = canonical.timestamp(now)
+        payload = canonical.checkpoint_bytes(chain_id, seq, head, signed_at, key.kid)
+        conn.execute(
+            insert(audit_checkpoints).values(
+                chain_id=chain_id,
+                seq=seq,
+                head_hash=head,
+                signed_at=signed_at,
+                kid=key.kid,
+                signature=key.private.sign(payload),
+            )
+        )
+        conn.execute(
+            update(audit_chain_heads)
+            .where(and_(audit_chain_heads.c.chain_id == chain_id))
+            .values(checkpointed_seq=seq, checkpointed_at=now)
+        )
