@@ -7,9 +7,10 @@
 #   postgresql  PostgreSQL server (15 on Debian 12) for the postgres test run
 #   wrk         HTTP load generator used by the benchmarks
 #   openssl     certificate tooling used by the TLS tests/scripts
+#   python3-venv  `python3 -m venv` for .venv (not in a bare Debian)
 set -euo pipefail
 
-PACKAGES=(postgresql wrk openssl)
+PACKAGES=(python3-venv postgresql wrk openssl)
 
 log() { printf 'install-system-packages: %s\n' "$*"; }
 

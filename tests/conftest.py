@@ -66,6 +66,7 @@ def server(server_home: Path, new_database: DatabaseFactory) -> Iterator[VigilSe
         trusted_proxies="127.0.0.1/32",
         rate_limit_per_second=10000,
         rate_limit_burst=10000,
+        auth_failure_burst=10000,
     )
     srv.start()
     try:

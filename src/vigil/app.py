@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from vigil import __version__
-from vigil.api import errors, wellknown
+from vigil.api import errors, openapi, wellknown
 from vigil.api.v1 import apps, me
 from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
@@ -44,6 +44,7 @@ def create_api(services: Services) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
+    openapi.install(app)
     for router in (me.router, apps.router, wellknown.router):
         # Mounted flat (not `include_router`) so `app.routes` lists every APIRoute with its
         # declared requirement: the route-coverage test reads exactly what serves requests.
@@ -51,7 +52,10 @@ def create_api(services: Services) -> FastAPI:
     settings = services.settings
     buckets = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
     app.add_middleware(RateLimitMiddleware, buckets=buckets)
-    app.add_middleware(AuthenticationMiddleware, verify=services.key_verifier.verify)
+    failures = TokenBuckets(settings.auth_failure_per_second, settings.auth_failure_burst)
+    app.add_middleware(
+        AuthenticationMiddleware, verify=services.key_verifier.verify, failures=failures
+    )
     app.add_middleware(AuditMiddleware, append=services.audit.append, clock=services.clock)
     app.add_middleware(ClientIpMiddleware, trusted_proxies=settings.trusted_proxies)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -46,6 +46,9 @@ class Settings(BaseSettings):
 
     rate_limit_per_second: float = Field(default=50.0, gt=0)
     rate_limit_burst: int = Field(default=100, ge=1)
+    # Failed authentications per client address: a burst, then this many per second.
+    auth_failure_burst: int = Field(default=20, ge=1)
+    auth_failure_per_second: float = Field(default=0.5, gt=0)
 
     key_grace_default_hours: float = Field(default=24.0, ge=0, le=168)
 
@@ -61,10 +64,21 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _parse_proxies(cls, value: object) -> object:
         return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("VIGIL_TLS_CERT and VIGIL_TLS_KEY must be set together")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

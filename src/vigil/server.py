@@ -18,7 +18,10 @@ from pathlib import Path
 import uvicorn
 
 from vigil.app import create_api, create_http_guard
-from vigil.config import Settings
+from vigil.audit.actions import AuditAction
+from vigil.auth.actor import Actor
+from vigil.auth.principal import ActorType
+from vigil.config import Settings, current_os_user
 from vigil.edge.certificates import ensure_local_tls
 from vigil.edge.tls import ReloadableCertificate
 from vigil.services import Services
@@ -86,10 +89,22 @@ async def serve(settings: Settings, services: Services) -> None:
 
     def on_sighup() -> None:
         try:
-            reloader.reload()
+            fingerprint = reloader.reload()
+            result, details = "success", {"fingerprint": fingerprint}
             log.warning("TLS certificate reloaded from %s", paths.cert)
-        except Exception:  # keep serving the old certificate
+        except Exception as exc:  # keep serving the old certificate
+            result, details = "failure", {"error": type(exc).__name__}
             log.exception("TLS certificate reload failed, still serving the old one")
+        actor = Actor(type=ActorType.OPERATOR, id=f"signal:{current_os_user()}", via="signal")
+        record = actor.record(
+            services.clock.now(),
+            AuditAction.TLS_RELOADED,
+            target_type="certificate",
+            target_id=str(paths.cert),
+            result=result,
+            details=details,
+        )
+        services.audit.write_now(record)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     http_task = asyncio.create_task(http.serve())

@@ -114,7 +114,8 @@ def test_holding_only_the_scope_is_enough(
 ) -> None:
     needed = scoped_routes(services)[(case.method, case.template)]
     dealer = factories.dealer(services)
-    world = World(services, factories.credential(services, owner=dealer))
+    # The target holds no more than the caller, so managing it is not an escalation.
+    world = World(services, factories.credential(services, owner=dealer, scopes={needed}))
     if case.template == "/v1/apps/{app_id}/keys":
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
     caller = factories.credential(services, owner=dealer, scopes={needed})

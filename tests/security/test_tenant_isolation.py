@@ -65,3 +65,22 @@ def test_app_cannot_create_an_app_with_more_scopes_than_it_holds(
         )
     assert response.status_code == 403
     assert len(services.apps.list(None, dealer_id=cred.dealer.id)) == 1
+
+
+def test_apps_write_is_no_ladder_to_other_scopes(server: VigilServer, services: Services) -> None:
+    """A weak app must not mint or rotate keys for a stronger app of the same dealer."""
+    dealer = factories.dealer(services)
+    strong = factories.credential(services, owner=dealer)
+    weak = factories.credential(services, owner=dealer, scopes=[Scope.APPS_READ, Scope.APPS_WRITE])
+    services.keys.revoke(factories.OPERATOR, strong.key_id)
+    with server.client(weak.token) as client:
+        minted = client.post(f"/v1/apps/{strong.app.id}/keys")
+        rotated = client.post(f"/v1/apps/{strong.app.id}/keys/rotate", json={})
+        revoked = client.post(f"/v1/keys/{strong.key_id}/revoke")
+    assert (minted.status_code, rotated.status_code, revoked.status_code) == (403, 403, 403)
+    assert services.keys.list(None, app_id=strong.app.id)[0].id == strong.key_id
+    assert len(services.keys.list(None, app_id=strong.app.id)) == 1
+    # The same calls on an app no stronger than the caller succeed.
+    peer = factories.app(services, dealer, scopes=[Scope.APPS_READ])
+    with server.client(weak.token) as client:
+        assert client.post(f"/v1/apps/{peer.id}/keys").status_code == 201

@@ -20,7 +20,12 @@ def _request_id(request: Request) -> str | None:
 
 
 def _problem(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    return JSONResponse(
+        body,
+        status_code=status,
+        media_type=PROBLEM,
+        headers={"cache-control": "no-store"} | (headers or {}),
+    )
 
 
 async def vigil_error(request: Request, exc: Exception) -> Response:

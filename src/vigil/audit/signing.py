@@ -103,12 +103,7 @@ class AuditSigner:
 
     def jwks(self, conn: Connection) -> dict[str, Any]:
         rows = conn.execute(select(audit_signing_keys).order_by(audit_signing_keys.c.created_at))
-        return {
-            "keys": [
-                jwk(r.kid, r.public_key, r.created_at, r.retired_at)
-                for r in rows
-            ]
-        }
+        return {"keys": [jwk(r.kid, r.public_key, r.created_at, r.retired_at) for r in rows]}
 
     # -- internals -------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from vigil.tenancy.models import Plan
 DEMO_MARKER = "demo_dealer_id"
 
 
-def ensure_demo(settings: Settings, actor: Actor) -> dict[str, Any]:
+def ensure_demo(settings: Settings, actor: Actor, *, with_demo: bool = True) -> dict[str, Any]:
     settings.home.mkdir(parents=True, exist_ok=True)
     tls_created = False
     ca_pem = None
@@ -28,7 +28,7 @@ def ensure_demo(settings: Settings, actor: Actor) -> dict[str, Any]:
         ca_pem = str(files.ca_pem.resolve())
     services = Services.build(settings)
     try:
-        demo = _create_demo_once(services, actor)
+        demo = _create_demo_once(services, actor) if with_demo else None
     finally:
         services.close()
     return {

@@ -41,12 +41,16 @@ def rotate(
     grace_hours: float | None = typer.Option(
         None, "--grace-hours", help="How long the old key keeps working (0-168, default 24)."
     ),
+    scopes: str | None = typer.Option(
+        None, "--scopes", help="Scopes for the new key (default: the current key's)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Issue a new key; the current one keeps working for the grace window."""
     with friendly_errors(), open_services() as svc:
         grace = None if grace_hours is None else timedelta(hours=grace_hours)
-        key, token, outgoing = svc.keys.rotate(operator(), app_id, grace=grace)
+        wanted = parse_scopes(split_csv(scopes)) if scopes else None
+        key, token, outgoing = svc.keys.rotate(operator(), app_id, grace=grace, scopes=wanted)
         data = key.as_json() | {"key": token, "previous": outgoing.as_json() if outgoing else None}
 
         def render(d: dict[str, Any]) -> None:

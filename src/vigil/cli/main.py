@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from vigil.cli import apps, dealers, keys, serve
@@ -21,4 +23,7 @@ cli.add_typer(keys.app, name="keys")
 
 
 def main() -> None:
+    # Everything Vigil writes (database, WAL, keys, certificates, exports) is private to the
+    # service account, whatever umask the shell had.
+    os.umask(0o077)
     cli()

@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+import typer
+
 from vigil.cli.output import JsonOption, console, emit, friendly_errors, operator, settings
 from vigil.config import openssl_conf_in_effect
 
@@ -46,12 +48,15 @@ def serve() -> None:
     asyncio.run(run(settings(), services))
 
 
-def init(as_json: bool = JsonOption) -> None:
+def init(
+    demo: bool = typer.Option(True, "--demo/--no-demo", help="Create the demo sandbox dealer."),
+    as_json: bool = JsonOption,
+) -> None:
     """Prepare VIGIL_HOME: TLS certificate, database schema, and a demo sandbox dealer (once)."""
     from vigil.cli.demo import ensure_demo
 
     with friendly_errors():
-        data: dict[str, Any] = ensure_demo(settings(), operator())
+        data: dict[str, Any] = ensure_demo(settings(), operator(), with_demo=demo)
         emit(data, as_json, _render_init)
 
 

@@ -52,6 +52,8 @@ class AuthenticationFailed(VigilError):
     def __init__(self, detail: str, *, error: str | None = "invalid_token") -> None:
         super().__init__(detail)
         self.error = error
+        if error:
+            self.code = error
 
 
 class PermissionDenied(VigilError):

@@ -29,6 +29,12 @@ _ACTION_BY_STATUS = {
 }
 
 
+def _action(status: int, error: object) -> AuditAction:
+    if error == "https_required":
+        return AuditAction.CLEARTEXT_REFUSED
+    return _ACTION_BY_STATUS.get(status, AuditAction.API_REQUEST)
+
+
 def _target(scope: Scope) -> tuple[str | None, str | None]:
     """The object a call is about: its first path parameter (`app_id` -> app)."""
     for name, value in scope.get("path_params", {}).items():
@@ -45,10 +51,15 @@ def build_record(scope: Scope, status: int, now: Any) -> AuditRecord:
     details: dict[str, Any] = {}
     if error is not None:
         details["error"] = error if isinstance(error, str) else getattr(error, "code", "error")
+    if route is None:
+        # Refused before routing (401, 429, unknown paths, the plain-HTTP guard): keep the
+        # path (never the query string, which may carry a credential) so the record says what
+        # was attempted.
+        details["path"] = str(scope.get("path", ""))[:200]
     agent = header(scope, b"user-agent")
     return AuditRecord(
         occurred_at=now,
-        action=_ACTION_BY_STATUS.get(status, AuditAction.API_REQUEST),
+        action=_action(status, details.get("error")),
         result=str(status),
         actor_type=principal.actor_type.value if principal else "anonymous",
         actor_id=principal.actor_id if principal else None,

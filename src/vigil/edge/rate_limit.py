@@ -25,6 +25,13 @@ class TokenBuckets:
         self.rate, self.burst, self._now = rate, burst, monotonic
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
+    def wait(self, key: str) -> float:
+        """Seconds until `key` has a token, without taking one (0 if it has one now)."""
+        now = self._now()
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def take(self, key: str) -> float:
         """Take one token; return 0 if allowed, else seconds until a token is available."""
         now = self._now()

@@ -93,6 +93,8 @@ class AppService:
         if not granted:
             raise InvalidInput("An app needs at least one scope.")
         app = self.get(app_id, actor.tenant)
+        ensure_can_manage(actor, app)
+        _confine(actor, app.dealer_id, app.environment, granted)
         now = self._clock.now()
         with self._db.transaction() as conn:
             conn.execute(
@@ -135,6 +137,19 @@ class AppService:
             query = query.where(apps.c.dealer_id == dealer_id)
         with self._db.read() as conn:
             return [app_from_row(r) for r in conn.execute(query)]
+
+
+def ensure_can_manage(actor: Actor, app: App) -> None:
+    """An app credential may manage another app's keys only if that app holds no scope the
+    caller lacks; otherwise `apps:write` would be a ladder to every other scope."""
+    principal = actor.principal
+    if principal is None:
+        return
+    extra = app.scopes - principal.scopes
+    if extra:
+        raise PermissionDenied(
+            "This app holds scopes the caller does not: " + encode_scopes(extra) + "."
+        )
 
 
 def _confine(

@@ -21,7 +21,15 @@ def strict_server(
     tmp_path_factory: pytest.TempPathFactory, new_database: DatabaseFactory
 ) -> Iterator[VigilServer]:
     home: Path = tmp_path_factory.mktemp("ratelimited")
-    srv = VigilServer(home, new_database(home), rate_limit_per_second=0.5, rate_limit_burst=3)
+    srv = VigilServer(
+        home,
+        new_database(home),
+        rate_limit_per_second=0.5,
+        rate_limit_burst=3,
+        trusted_proxies="127.0.0.1/32",
+        auth_failure_burst=20,
+        auth_failure_per_second=0.01,
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -56,3 +64,22 @@ def test_burst_then_429_with_retry_after(
             )
         ).all()
     assert ("request.rate_limited", "429") in [tuple(r) for r in rows]
+
+
+def test_repeated_failed_authentication_is_throttled_per_address(
+    strict_server: VigilServer, strict_services: Services
+) -> None:
+    """Guessing keys is refused (429) after a burst, before any lookup; others are unaffected."""
+    from vigil.auth.apikeys import format as keyformat
+    from vigil.auth.principal import Environment
+
+    cred = factories.credential(strict_services)
+    guesser = {"X-Forwarded-For": "198.51.100.77"}
+    statuses = []
+    for _ in range(25):
+        with strict_server.client(keyformat.mint(Environment.SANDBOX).token, headers=guesser) as c:
+            statuses.append(c.get("/v1/me").status_code)
+    assert statuses[:20] == [401] * 20
+    assert set(statuses[20:]) == {429}
+    with strict_server.client(cred.token, headers={"X-Forwarded-For": "198.51.100.78"}) as c:
+        assert c.get("/v1/me").status_code == 200

@@ -19,7 +19,7 @@ from vigil.core.clock import Clock
 from vigil.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from vigil.storage.db import Database
 from vigil.storage.tables import api_keys
-from vigil.tenancy.apps import AppService
+from vigil.tenancy.apps import AppService, ensure_can_manage
 from vigil.tenancy.models import App
 
 MAX_GRACE = timedelta(days=7)
@@ -60,6 +60,7 @@ class ApiKeyService:
     ) -> tuple[ApiKey, str]:
         """Issue the app's first key. Returns the key and its token, which is never shown again."""
         app = self._apps.get(app_id, actor.tenant)
+        ensure_can_manage(actor, app)
         granted = _narrowed(app, scopes)
         now = self._clock.now()
         with self._db.transaction() as conn:
@@ -85,6 +86,7 @@ class ApiKeyService:
         if not timedelta(0) <= grace <= MAX_GRACE:
             raise InvalidInput("The grace window must be between 0 and 7 days.")
         app = self._apps.get(app_id, actor.tenant)
+        ensure_can_manage(actor, app)
         now = self._clock.now()
         with self._db.transaction() as conn:
             live = self._live_keys(conn, app.id, now)
@@ -123,6 +125,7 @@ class ApiKeyService:
         now = self._clock.now()
         with self._db.transaction() as conn:
             key = self._get_for(conn, key_id, actor.tenant)
+            ensure_can_manage(actor, self._apps.get(key.app_id, actor.tenant))
             if key.status is not KeyStatus.REVOKED:
                 self._set_revoked(conn, key.id, now)
             self._audit.write_in(conn, self._record(actor, now, AuditAction.API_KEY_REVOKED, key))
