@@ -61,5 +61,5 @@ def test_public_routes_are_few_and_reasoned(services: Services) -> None:
         for d in declarations(r)
         if isinstance(d, PublicRoute)
     }
-    assert set(public) == {"/.well-known/security.txt"}
+    assert set(public) == {"/.well-known/security.txt", "/.well-known/vigil-audit-keys.json"}
     assert all(len(reason) > 10 for reason in public.values())

@@ -54,6 +54,8 @@ CASES = [
         lambda w: {"grace_seconds": 60},
     ),
     Case("POST", "/v1/keys/{key_id}/revoke", lambda w: f"/v1/keys/{w.target.key_id}/revoke"),
+    Case("GET", "/v1/audit-events", lambda w: "/v1/audit-events"),
+    Case("GET", "/v1/audit-events/export", lambda w: "/v1/audit-events/export"),
 ]
 
 

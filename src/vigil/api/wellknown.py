@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from starlette.responses import PlainTextResponse
@@ -23,3 +23,13 @@ router = APIRouter(tags=["disclosure"])
 )
 async def get_security_txt(svc: Annotated[Services, Depends(services)]) -> PlainTextResponse:
     return PlainTextResponse(security_txt(svc.settings, svc.clock.now()))
+
+
+@router.get(
+    "/.well-known/vigil-audit-keys.json",
+    dependencies=[Depends(public("verifiers need the checkpoint keys without an account"))],
+    summary="Public keys that sign audit checkpoints (JWKS)",
+)
+def get_audit_keys(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    with svc.db.read() as conn:
+        return svc.audit.signer.jwks(conn)

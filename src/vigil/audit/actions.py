@@ -20,3 +20,7 @@ class AuditAction(StrEnum):
     API_KEY_EXPOSED = "api_key.exposed"
     PLATFORM_INITIALIZED = "platform.initialized"
     TLS_RELOADED = "tls.reloaded"
+    AUDIT_PURGED = "audit.purged"
+    AUDIT_EXPORTED = "audit.exported"
+    AUDIT_VERIFIED = "audit.verified"
+    AUDIT_KEY_ROTATED = "audit_signing_key.rotated"

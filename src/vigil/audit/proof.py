@@ -118,6 +118,9 @@ class ChainVerifier:
                 )
                 return False
         else:
+            if seq <= r.last_seq:
+                self._fail(seq, rid, f"out of order after #{r.last_seq} (reordered or duplicated)")
+                return False
             if seq != r.last_seq + 1:
                 missing = f"#{r.last_seq + 1}" + (
                     f"-#{seq - 1}" if seq - 1 > r.last_seq + 1 else ""

@@ -8,7 +8,6 @@ old checkpoints must remain verifiable.
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import threading
@@ -18,19 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, insert, select, update
 
+from vigil.audit.jwks import jwk
 from vigil.core.clock import Clock
 from vigil.storage.tables import audit_signing_keys
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass(frozen=True)
@@ -46,29 +38,6 @@ class SigningKey:
         return self.private.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-
-
-def jwk(
-    kid: str, public_raw: bytes, created_at: datetime, retired_at: datetime | None
-) -> dict[str, Any]:
-    key: dict[str, Any] = {
-        "kty": "OKP",
-        "crv": "Ed25519",
-        "x": b64url(public_raw),
-        "kid": kid,
-        "use": "sig",
-        "alg": "EdDSA",
-        "vigil_created_at": created_at.isoformat(),
-    }
-    if retired_at is not None:
-        key["vigil_retired_at"] = retired_at.isoformat()
-    return key
-
-
-def public_key_from_jwk(key: dict[str, Any]) -> Ed25519PublicKey:
-    if key.get("kty") != "OKP" or key.get("crv") != "Ed25519":
-        raise ValueError(f"key {key.get('kid')!r} is not an Ed25519 key")
-    return Ed25519PublicKey.from_public_bytes(b64url_decode(str(key["x"])))
 
 
 class AuditSigner:

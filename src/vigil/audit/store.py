@@ -1,8 +1,9 @@
 """Appending records to their chains, and signing checkpoints (S16).
 
-Each dealer has its own chain (platform records share the "platform" chain), so a dealer can
-verify its records without anyone else's. Appending locks a chain's head row once per batch:
-concurrent processes serialize per chain and per batch, never per request.
+Each dealer has its own chains, one per environment (platform records share the "platform"
+chain), so a dealer can verify its records without anyone else's. Appending locks a chain's
+head row once per batch: concurrent processes serialize per chain and per batch, never per
+request.
 """
 
 from __future__ import annotations
@@ -24,8 +25,18 @@ from vigil.storage.tables import audit_chain_heads, audit_checkpoints, audit_eve
 PLATFORM_CHAIN = "platform"
 
 
+def chain_id_for(dealer_id: str | None, environment: str | None) -> str:
+    """One chain per dealer and environment (S13: a sandbox export holds no production record).
+
+    Dealer-level records with no environment (the dealer's creation, say) join production.
+    """
+    if dealer_id is None:
+        return PLATFORM_CHAIN
+    return f"{dealer_id}/{environment or 'production'}"
+
+
 def chain_of(record: AuditRecord) -> str:
-    return record.dealer_id or PLATFORM_CHAIN
+    return chain_id_for(record.dealer_id, record.environment)
 
 
 def to_millis(moment: datetime) -> datetime:

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from vigil.cli import apps, dealers, keys, serve
+from vigil.cli import apps, audit, dealers, keys, serve
 
 cli = typer.Typer(
     name="vigil",
@@ -20,6 +20,7 @@ cli.command("serve")(serve.serve)
 cli.add_typer(dealers.app, name="dealers")
 cli.add_typer(apps.app, name="apps")
 cli.add_typer(keys.app, name="keys")
+cli.add_typer(audit.app, name="audit")
 
 
 def main() -> None:
