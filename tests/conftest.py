@@ -31,18 +31,42 @@ def postgres() -> Iterator[object]:
         cluster.stop()
 
 
+APP_ROLE = "vigil_app"
+
+
 class DatabaseFactory:
-    """Fresh, empty databases of the kind under test."""
+    """Fresh, empty databases of the kind under test.
+
+    On PostgreSQL the application connects as `vigil_app`, a role without UPDATE, DELETE or
+    TRUNCATE on audit tables; `owner_url` is the superuser that runs migrations.
+    """
 
     def __init__(self, request: pytest.FixtureRequest, tmp: pytest.TempPathFactory) -> None:
         self._request, self._tmp, self._n = request, tmp, 0
+        self.owner_urls: dict[str, str] = {}
 
     def __call__(self, home: Path) -> str:
         self._n += 1
         if DATABASE == "postgres":
             cluster = self._request.getfixturevalue("postgres")
-            return str(cluster.create_database(f"vigil_{os.getpid()}_{self._n}"))  # type: ignore[attr-defined]
+            owner = str(cluster.create_database(f"vigil_{os.getpid()}_{self._n}"))  # type: ignore[attr-defined]
+            app = owner.replace("://postgres@", f"://{APP_ROLE}@", 1)
+            self.owner_urls[app] = owner
+            return app
         return f"sqlite:///{home / 'vigil.db'}"
+
+    def owner_url(self, app_url: str) -> str | None:
+        return self.owner_urls.get(app_url)
+
+    def server(self, home: Path, **settings: object) -> VigilServer:
+        """A (not yet started) server on a fresh database of the kind under test."""
+        url = self(home)
+        return VigilServer(home, url, database_owner_url=self.owner_url(url), **settings)
+
+    def settings(self, home: Path, url: str, **extra: object) -> Settings:
+        return Settings(
+            home=home, database_url=url, database_owner_url=self.owner_url(url), **extra
+        )  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +84,11 @@ def server_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server(server_home: Path, new_database: DatabaseFactory) -> Iterator[VigilServer]:
     """The shared server. Trusts 127.0.0.1 as a proxy so tests can set X-Forwarded-For."""
+    url = new_database(server_home)
     srv = VigilServer(
         server_home,
-        new_database(server_home),
+        url,
+        database_owner_url=new_database.owner_url(url) or "",
         trusted_proxies="127.0.0.1/32",
         rate_limit_per_second=10000,
         rate_limit_burst=10000,
@@ -78,7 +104,13 @@ def server(server_home: Path, new_database: DatabaseFactory) -> Iterator[VigilSe
 @pytest.fixture(scope="session")
 def services(server: VigilServer) -> Iterator[Services]:
     """In-process services on the server's own database: the factories' way in."""
-    svc = Services.build(Settings(home=server.home, database_url=server.database_url))
+    svc = Services.build(
+        Settings(
+            home=server.home,
+            database_url=server.database_url,
+            database_owner_url=server.env.get("VIGIL_DATABASE_OWNER_URL") or None,
+        )
+    )
     try:
         yield svc
     finally:

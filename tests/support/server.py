@@ -43,7 +43,8 @@ class VigilServer:
             VIGIL_LOG_LEVEL="info",
         )
         for name, value in settings.items():
-            self.env[f"VIGIL_{name.upper()}"] = str(value)
+            if value not in (None, ""):
+                self.env[f"VIGIL_{name.upper()}"] = str(value)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

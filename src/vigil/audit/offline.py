@@ -76,7 +76,9 @@ def verify_export(lines: Iterable[str], jwks: dict[str, Any]) -> ExportReport:
         return report
     for chain_id in sorted(set(records) | set(checkpoints)):
         verifier = ChainVerifier(chain_id, keys, checkpoints.get(chain_id, []))
-        for item in records.get(chain_id, []):
+        # Order by sequence number, as the store does: the lines' order is presentation, the
+        # numbers and hashes are what is signed.
+        for item in sorted(records.get(chain_id, []), key=lambda x: int(x.get("chain_seq") or 0)):
             fields = {name: item.get(name) for name in canonical.FIELDS}
             try:
                 prev_hash = bytes.fromhex(item["prev_hash"])

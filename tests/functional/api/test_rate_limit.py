@@ -21,9 +21,8 @@ def strict_server(
     tmp_path_factory: pytest.TempPathFactory, new_database: DatabaseFactory
 ) -> Iterator[VigilServer]:
     home: Path = tmp_path_factory.mktemp("ratelimited")
-    srv = VigilServer(
+    srv = new_database.server(
         home,
-        new_database(home),
         rate_limit_per_second=0.5,
         rate_limit_burst=3,
         trusted_proxies="127.0.0.1/32",
@@ -37,7 +36,13 @@ def strict_server(
 
 @pytest.fixture(scope="module")
 def strict_services(strict_server: VigilServer) -> Iterator[Services]:
-    svc = Services.build(Settings(home=strict_server.home, database_url=strict_server.database_url))
+    svc = Services.build(
+        Settings(
+            home=strict_server.home,
+            database_url=strict_server.database_url,
+            database_owner_url=strict_server.env.get("VIGIL_DATABASE_OWNER_URL"),
+        )
+    )
     yield svc
     svc.close()
 

@@ -69,7 +69,7 @@ def test_errors_are_one_line_and_non_zero(
 
 def test_init_prints_the_demo_key_once(tmp_path: Path, new_database: DatabaseFactory) -> None:
     home = tmp_path / "home"
-    srv = VigilServer(home, new_database(home))
+    srv = new_database.server(home)
     first = srv.run_cli("init", "--json")
     data = json.loads(first.stdout)
     assert data["demo"]["key"].startswith("vgl_test_")
