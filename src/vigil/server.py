@@ -108,9 +108,29 @@ async def serve(settings: Settings, services: Services) -> None:
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     http_task = asyncio.create_task(http.serve())
+    purge_task = asyncio.create_task(purge_daily(services))
     try:
         await https.serve()
     finally:
+        purge_task.cancel()
         http.should_exit = True
         await http_task
         services.close()
+
+
+PURGE_EVERY = 24 * 3600.0
+
+
+async def purge_daily(services: Services) -> None:
+    """Retention (S17) runs inside the server: once shortly after start, then daily."""
+    from vigil.audit.retention import purge
+
+    await asyncio.sleep(60)
+    while True:
+        try:
+            await asyncio.to_thread(
+                purge, services.db, services.audit, services.clock, "retention-job", "server"
+            )
+        except Exception:  # retried tomorrow; a failed purge never loses a record
+            log.exception("audit retention purge failed")
+        await asyncio.sleep(PURGE_EVERY)

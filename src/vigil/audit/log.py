@@ -7,6 +7,7 @@ commit together). Either way the record is linked onto its dealer's hash chain.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -74,4 +75,10 @@ class AuditLog:
             raise
 
     def close(self) -> None:
+        """Drain pending appends, then sign every chain head so a clean shutdown leaves no
+        unsigned tail."""
         self._writer.stop()
+        try:
+            self.checkpoint_all()
+        except Exception:  # never block shutdown; the next start signs stale heads
+            logging.getLogger(__name__).exception("final audit checkpoint failed")

@@ -61,8 +61,10 @@ class AuditStore:
             by_chain.setdefault(chain_of(record), []).append(record)
         rows: list[dict[str, Any]] = []
         # A fixed lock order across processes rules out deadlocks between batches.
+        now = self._clock.now()
         for chain_id in sorted(by_chain):
             seq, prev, checkpointed = self._lock_head(conn, chain_id)
+            pending = {"pending_since": now} if seq == checkpointed else {}
             for record in by_chain[chain_id]:
                 seq += 1
                 row = dataclasses.replace(
@@ -76,7 +78,7 @@ class AuditStore:
             conn.execute(
                 update(audit_chain_heads)
                 .where(audit_chain_heads.c.chain_id == chain_id)
-                .values(seq=seq, hash=prev)
+                .values(seq=seq, hash=prev, **pending)
             )
             if seq - checkpointed >= self._every:
                 self._checkpoint(conn, chain_id, seq, prev)
@@ -84,13 +86,12 @@ class AuditStore:
             conn.execute(insert(audit_events), rows)
 
     def checkpoint_stale(self, conn: Connection, older_than: timedelta) -> int:
-        """Sign every chain with records not yet covered and no checkpoint for `older_than`."""
+        """Sign every chain whose oldest unsigned record has waited `older_than` or longer."""
         cutoff = self._clock.now() - older_than
         heads = conn.execute(
             select(audit_chain_heads.c.chain_id).where(
                 audit_chain_heads.c.seq > audit_chain_heads.c.checkpointed_seq,
-                (audit_chain_heads.c.checkpointed_at.is_(None))
-                | (audit_chain_heads.c.checkpointed_at <= cutoff),
+                audit_chain_heads.c.pending_since <= cutoff,
             )
         ).all()
         return self.checkpoint_chains(conn, [h[0] for h in heads])
@@ -134,5 +135,5 @@ class AuditStore:
         conn.execute(
             update(audit_chain_heads)
             .where(and_(audit_chain_heads.c.chain_id == chain_id))
-            .values(checkpointed_seq=seq, checkpointed_at=now)
+            .values(checkpointed_seq=seq, checkpointed_at=now, pending_since=None)
         )

@@ -111,6 +111,8 @@ audit_chain_heads = Table(
     Column("hash", LargeBinary(32), nullable=False),
     Column("checkpointed_seq", BigInteger, nullable=False),
     Column("checkpointed_at", UtcDateTime, nullable=True),
+    # When the oldest record not yet covered by a checkpoint was appended.
+    Column("pending_since", UtcDateTime, nullable=True),
 )
 
 audit_checkpoints = Table(

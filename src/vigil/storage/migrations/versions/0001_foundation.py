@@ -100,6 +100,7 @@ def upgrade() -> None:
         sa.Column("hash", sa.LargeBinary(32), nullable=False),
         sa.Column("checkpointed_seq", sa.BigInteger, nullable=False),
         sa.Column("checkpointed_at", UtcDateTime, nullable=True),
+        sa.Column("pending_since", UtcDateTime, nullable=True),
     )
     op.create_table(
         "audit_checkpoints",
