@@ -30,6 +30,11 @@ def https_location(scope: Scope, https_port: int, fallback_host: str) -> str:
         hostname = fallback_host
     port = "" if https_port == 443 else f":{https_port}"
     path = scope.get("raw_path") or scope.get("path", "/").encode()
+    if not path.startswith(b"/"):
+        # Only an origin-form target ("/path") is kept. uvicorn's h11 parser passes others
+        # through ("@evil.example/x", "http://evil.example/x", "*"), and appended after the
+        # port they would change the Location's authority: an open redirect.
+        path = b"/"
     location = f"https://{hostname}{port}{path.decode('latin-1')}"
     if scope.get("query_string"):
         location += "?" + scope["query_string"].decode("latin-1")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from vigil.core.errors import VigilError
 
@@ -131,6 +132,12 @@ class ReloadableCertificate:
     not disturbed. The listener (uvicorn's `loop.create_server(ssl=context)`) holds a reference
     to the context object, so it needs no restart and no new socket.
 
+    One catch: an `SSL_CTX` holds one certificate *per key type* (RSA, EC, Ed25519, ...), and
+    `load_cert_chain` only replaces the slot of the new key's type. Reloading an RSA pair into a
+    context serving an ECDSA one would keep the ECDSA certificate in place and go on presenting
+    it to every client that accepts ECDSA. So a reload must keep the key type; changing it takes
+    a restart.
+
     Call `reload` from the event-loop thread (for example from `loop.add_signal_handler`), where
     uvicorn creates its `SSL` objects, so no handshake starts halfway through the swap.
     """
@@ -141,6 +148,7 @@ class ReloadableCertificate:
         self._lock = threading.Lock()
         cert_pem, key_pem = self._read()
         self._fingerprint = _fingerprint(cert_pem)
+        self._key_type = _key_type(cert_pem)
         with _materialised(cert_pem, key_pem) as (cert_path, key_path):
             self._context = server_context(cert_path, key_path)
 
@@ -171,6 +179,7 @@ class ReloadableCertificate:
             try:
                 cert_pem, key_pem = self._read()
                 fingerprint = _fingerprint(cert_pem)
+                _ensure_key_type(cert_pem, self._key_type)
                 with _materialised(cert_pem, key_pem) as (cert_path, key_path):
                     server_context(cert_path, key_path)
                     self._context.load_cert_chain(cert_path, key_path)
@@ -192,6 +201,30 @@ def _fingerprint(cert_pem: bytes) -> str:
     """SHA-256 of the first certificate; raises ValueError when there is none."""
     certificates = x509.load_pem_x509_certificates(cert_pem)
     return certificates[0].fingerprint(hashes.SHA256()).hex()
+
+
+def _key_type(cert_pem: bytes) -> str:
+    """The kind of the first certificate's key, as far as OpenSSL's per-type slots go."""
+    key = x509.load_pem_x509_certificates(cert_pem)[0].public_key()
+    for kind in (
+        rsa.RSAPublicKey,
+        ec.EllipticCurvePublicKey,
+        ed25519.Ed25519PublicKey,
+        ed448.Ed448PublicKey,
+        dsa.DSAPublicKey,
+    ):
+        if isinstance(key, kind):
+            return kind.__name__.removesuffix("PublicKey")
+    return type(key).__name__
+
+
+def _ensure_key_type(cert_pem: bytes, expected: str) -> None:
+    found = _key_type(cert_pem)
+    if found != expected:
+        raise ValueError(
+            f"the new certificate has a {found} key where the current one has a {expected} "
+            "key; changing the key type needs a restart"
+        )
 
 
 @contextmanager
