@@ -1,8 +1,8 @@
 """Export a dealer's audit chains as JSON Lines, with everything an offline proof needs.
 
 Each exported chain starts right after a signed checkpoint (or at its genesis) and ends on a
-signed checkpoint where one exists, so every exported record is covered by a signature, and
-nothing from other chains or tenants is needed to check it.
+signed checkpoint, so every exported record is covered by a signature, and nothing from other
+chains or tenants is needed to check it. Callers sign chain heads first (`checkpoint_all`).
 """
 
 from __future__ import annotations
@@ -90,7 +90,15 @@ def export_lines(
         anchor = max((c for c in checkpoints if c.seq < low), key=lambda c: c.seq, default=None)
         start = anchor.seq + 1 if anchor else 1
         closing = min((c for c in checkpoints if c.seq >= high), key=lambda c: c.seq, default=None)
-        end = closing.seq if closing else None
+        if closing is None:
+            # Records after the newest checkpoint are not signed yet: leave them out rather
+            # than hand over anything the verifier cannot prove.
+            closing = max(
+                (c for c in checkpoints if c.seq >= start), key=lambda c: c.seq, default=None
+            )
+            if closing is None:
+                continue
+        end = closing.seq
         if anchor is not None:
             yield _checkpoint_line(anchor)
         for cp in checkpoints:

@@ -24,7 +24,7 @@ class ExportReport:
 
     @property
     def ok(self) -> bool:
-        return self.problem is None and all(c.ok for c in self.chains)
+        return self.first_problem() is None
 
     @property
     def records(self) -> int:
@@ -87,5 +87,15 @@ def verify_export(lines: Iterable[str], jwks: dict[str, Any]) -> ExportReport:
                 prev_hash, stored = b"", b""
             if not verifier.feed(fields, prev_hash, stored):
                 break
-        report.chains.append(verifier.finish())
+        chain = verifier.finish()
+        if chain.problem is None and chain.unsigned_tail:
+            # An export carries its signatures: a record no checkpoint covers proves nothing
+            # (anyone can recompute hashes after editing, then drop the checkpoints).
+            chain.problem = Problem(
+                chain_id,
+                chain.last_signed_seq + 1,
+                None,
+                f"{chain.unsigned_tail} record(s) not covered by any signed checkpoint",
+            )
+        report.chains.append(chain)
     return report

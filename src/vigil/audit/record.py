@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,37 @@ class AuditRecord:
     id: str = field(default_factory=lambda: new_id("aud"))
 
     def as_row(self) -> dict[str, Any]:
-        row = asdict(self)
+        """The row to store. Text is cut to its column's width here, in one place: a value an
+        attacker controls (a path segment, a user agent, a method) must never make a record,
+        and with it a whole group-commit batch, fail to insert."""
+        row = {name: getattr(self, name) for name in _COLUMNS}
+        for name, width in WIDTHS.items():
+            value = row[name]
+            if isinstance(value, str) and len(value) > width:
+                row[name] = value[:width]
         row["action"] = self.action.value
         return row
+
+
+# Column widths of `audit_events` (see storage/tables.py).
+WIDTHS = {
+    "id": 40,
+    "actor_type": 20,
+    "actor_id": 200,
+    "dealer_id": 40,
+    "environment": 20,
+    "app_id": 40,
+    "credential_id": 40,
+    "scope": 40,
+    "request_id": 64,
+    "source_ip": 64,
+    "user_agent": 300,
+    "method": 10,
+    "route": 200,
+    "target_type": 40,
+    "target_id": 200,
+    "result": 40,
+}
+
+
+_COLUMNS = tuple(f.name for f in fields(AuditRecord))

@@ -8,7 +8,6 @@ request.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,9 +66,8 @@ class AuditStore:
             pending = {"pending_since": now} if seq == checkpointed else {}
             for record in by_chain[chain_id]:
                 seq += 1
-                row = dataclasses.replace(
-                    record, occurred_at=to_millis(record.occurred_at)
-                ).as_row()
+                row = record.as_row()
+                row["occurred_at"] = to_millis(record.occurred_at)
                 row["chain_id"], row["chain_seq"] = chain_id, seq
                 row["prev_hash"] = prev
                 prev = canonical.link(prev, hashed_fields(row))

@@ -24,7 +24,7 @@ def base62(value: int, width: int) -> str:
 
 
 def random_base62(nbytes: int) -> str:
-    width = _width_for(nbytes)
+    width = _WIDTH_16 if nbytes == 16 else _width_for(nbytes)
     return base62(int.from_bytes(secrets.token_bytes(nbytes), "big"), width)
 
 
@@ -38,3 +38,6 @@ def _width_for(nbytes: int) -> int:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{random_base62(16)}"
+
+
+_WIDTH_16 = _width_for(16)

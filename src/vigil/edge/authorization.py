@@ -22,7 +22,8 @@ class RequiredScope:
 
     scope: Scope | None
 
-    def __call__(self, request: Request) -> Actor:
+    async def __call__(self, request: Request) -> Actor:
+        # async on purpose: no I/O here, and a sync dependency costs a thread-pool hop.
         principal: Principal | None = getattr(request.state, "principal", None)
         if principal is None:
             raise AuthenticationFailed("This call needs a credential.")

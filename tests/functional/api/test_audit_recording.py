@@ -176,3 +176,18 @@ def test_group_commit_makes_every_concurrent_record_durable(tmp_path: Path) -> N
     with db.read() as conn:
         ids = {r[0] for r in conn.execute(select(audit_events.c.request_id))}
     assert ids == {f"r{i}" for i in range(500)}
+
+
+def test_oversized_attacker_controlled_values_are_still_audited(
+    server: VigilServer, services: Services
+) -> None:
+    """A 300-character path segment and a huge user agent must not make the record (and the
+    batch it shares a commit with) fail: the call is answered and recorded."""
+    cred = factories.credential(services, scopes=[Scope.APPS_READ])
+    with server.client(cred.token, headers={"User-Agent": "x" * 5000}) as client:
+        response = client.get("/v1/apps/" + "a" * 300)
+    assert response.status_code == 404
+    rows = records_for(services, response.headers["x-request-id"])
+    assert len(rows) == 1
+    assert len(rows[0]._mapping["target_id"]) == 200
+    assert len(rows[0]._mapping["user_agent"]) == 300

@@ -54,7 +54,8 @@ def test_untouched_log_verifies_in_store_and_export(populated: AuditWorld) -> No
     assert store_problem(populated) is None
     lines = exported(populated)
     assert export_problem(populated, lines) is None
-    assert sum(1 for x in lines if x["type"] == "record") == 25
+    # Records #21-25 are not signed yet, so the export stops at the checkpoint at #20.
+    assert sum(1 for x in lines if x["type"] == "record") == 20
     assert all(x.get("dealer_id") in (None, DEALER) for x in lines if x["type"] == "record")
 
 
@@ -223,3 +224,22 @@ def test_tampering_in_an_export_is_detected_and_located(
     assert problem is not None, case
     assert problem.seq == seq, str(problem)
     assert reason in problem.reason
+
+
+def test_an_export_stripped_of_its_checkpoints_and_rehashed_is_refused(
+    populated: AuditWorld,
+) -> None:
+    """Editing a record and recomputing every later hash only works if no signature covers
+    them; an export with no signature over its records proves nothing and is refused."""
+    lines = [x for x in exported(populated) if x["type"] != "checkpoint"]
+    records = [x for x in lines if x["type"] == "record"]
+    records[3]["result"] = "500"
+    prev = canonical.GENESIS
+    for rec in records:
+        fields = {name: rec[name] for name in canonical.FIELDS}
+        rec["prev_hash"] = prev.hex()
+        prev = canonical.link(prev, fields)
+        rec["hash"] = prev.hex()
+    problem = export_problem(populated, lines)
+    assert problem is not None
+    assert "not covered by any signed checkpoint" in problem.reason
