@@ -44,7 +44,7 @@ def certificate_paths(settings: Settings) -> CertificatePaths:
 
 
 class _QuietSignals(uvicorn.Server):
-    """The plain-HTTP server: shutdown is driven by the HTTPS server, not by its own handlers."""
+    """A uvicorn server whose shutdown `serve` drives (see `on_stop`), not its own handlers."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -60,7 +60,7 @@ async def serve(settings: Settings, services: Services) -> None:
         return context
 
     level = settings.log_level
-    https = uvicorn.Server(
+    https = _QuietSignals(
         uvicorn.Config(
             create_api(services),
             host=settings.bind,
@@ -107,6 +107,15 @@ async def serve(settings: Settings, services: Services) -> None:
         services.audit.write_now(record)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
+
+    def on_stop() -> None:
+        # Handled here rather than by uvicorn, which re-raises SIGTERM after serving and so
+        # would kill the process before the audit log drains and signs its final checkpoint.
+        https.should_exit = True
+        http.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_stop)
     http_task = asyncio.create_task(http.serve())
     purge_task = asyncio.create_task(purge_daily(services))
     try:

@@ -111,12 +111,12 @@ class AuditSigner:
             handle.write(pem)
             handle.flush()
             os.fsync(handle.fileno())
-        if self._current is not None:
-            conn.execute(
-                update(audit_signing_keys)
-                .where(audit_signing_keys.c.kid == self._current.kid)
-                .values(retired_at=now)
-            )
+        # Retire every key still marked current, including ones another process created.
+        conn.execute(
+            update(audit_signing_keys)
+            .where(audit_signing_keys.c.retired_at.is_(None))
+            .values(retired_at=now)
+        )
         conn.execute(
             insert(audit_signing_keys).values(
                 kid=kid, public_key=key.public_raw(), created_at=now, retired_at=None

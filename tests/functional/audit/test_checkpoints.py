@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from tests.support.audit_world import AuditWorld
 
+from vigil.audit.signing import AuditSigner
 from vigil.audit.verify import verify_store
 from vigil.storage.tables import audit_checkpoints
 
@@ -57,3 +58,17 @@ def test_private_signing_keys_are_owner_only(world: AuditWorld) -> None:
     assert files
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
     assert (world.home / "keys" / "audit").stat().st_mode & 0o777 == 0o700
+
+
+def test_explicit_rotation_retires_the_previous_key_even_from_a_fresh_process(
+    world: AuditWorld,
+) -> None:
+    world.record("dlr_a", 10)
+    fresh = AuditSigner(world.home / "keys" / "audit", world.clock, timedelta(days=30))
+    with world.db.transaction() as conn:
+        new = fresh.rotate(conn)
+    with world.db.read() as conn:
+        keys = world.signer.jwks(conn)["keys"]
+    current = [k["kid"] for k in keys if "vigil_retired_at" not in k]
+    assert current == [new.kid]
+    assert len(keys) == 2

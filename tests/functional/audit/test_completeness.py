@@ -118,3 +118,21 @@ def test_kill_9_loses_no_record_of_an_answered_request(
     assert missing == []
     verify = srv.run_cli("audit", "verify", check=False)
     assert verify.returncode == 0, verify.stderr + verify.stdout
+
+
+def test_sigterm_drains_and_signs_every_chain_head(
+    loaded_server: tuple[VigilServer, Services],
+) -> None:
+    """A clean stop leaves no unsigned tail: the final checkpoint runs before exit."""
+    srv, svc = loaded_server
+    cred = factories.credential(svc, scopes=[Scope.SITES_READ])
+    with srv.client(cred.token) as client:
+        for _ in range(5):
+            client.get("/v1/me")
+    srv.stop()  # SIGTERM
+    from vigil.audit.verify import verify_store
+
+    reports = verify_store(svc.db, svc.audit.signer)
+    assert reports
+    assert all(r.ok for r in reports)
+    assert [r.chain_id for r in reports if r.unsigned_tail] == []

@@ -134,3 +134,11 @@ def test_offline_verifier_imports_nothing_from_storage() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_application_cannot_shorten_a_dealers_retention(world: AuditWorld) -> None:
+    """Otherwise a stolen app credential could cut retention to 365 days and purge."""
+    _, enterprise = make_dealers(world)
+    with pytest.raises(DBAPIError):
+        app_sql(world, f"UPDATE dealers SET audit_retention_days = 365 WHERE id = '{enterprise}'")
+    app_sql(world, f"UPDATE dealers SET audit_retention_days = 2557 WHERE id = '{enterprise}'")

@@ -40,6 +40,9 @@ SQLITE = [
        BEGIN SELECT RAISE(ABORT, 'audit signing keys are immutable'); END""",
     """CREATE TRIGGER audit_chain_heads_no_delete BEFORE DELETE ON audit_chain_heads
        BEGIN SELECT RAISE(ABORT, 'audit chain heads cannot be removed'); END""",
+    """CREATE TRIGGER dealers_retention_never_shrinks BEFORE UPDATE OF audit_retention_days
+       ON dealers WHEN NEW.audit_retention_days < OLD.audit_retention_days
+       BEGIN SELECT RAISE(ABORT, 'audit retention can be extended, never shortened'); END""",
 ]
 
 POSTGRES = [
@@ -82,6 +85,15 @@ POSTGRES = [
          RETURN removed;
        END $$""",
     "REVOKE ALL ON FUNCTION vigil_audit_purge(text, bigint) FROM PUBLIC",
+    """CREATE FUNCTION vigil_retention_never_shrinks() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF NEW.audit_retention_days < OLD.audit_retention_days THEN
+           RAISE EXCEPTION 'audit retention can be extended, never shortened';
+         END IF;
+         RETURN NEW;
+       END $$""",
+    """CREATE TRIGGER dealers_retention_never_shrinks BEFORE UPDATE OF audit_retention_days
+       ON dealers FOR EACH ROW EXECUTE FUNCTION vigil_retention_never_shrinks()""",
 ]
 
 
@@ -102,10 +114,12 @@ def downgrade() -> None:
             ("audit_checkpoints", "audit_checkpoints_no_truncate"),
             ("audit_signing_keys", "audit_signing_keys_no_delete"),
             ("audit_chain_heads", "audit_chain_heads_no_delete"),
+            ("dealers", "dealers_retention_never_shrinks"),
         ]:
             op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
         op.execute("DROP FUNCTION IF EXISTS vigil_audit_retention_guard()")
         op.execute("DROP FUNCTION IF EXISTS vigil_audit_refuse()")
+        op.execute("DROP FUNCTION IF EXISTS vigil_retention_never_shrinks()")
         return
     for statement in SQLITE:
         name = statement.split()[2]
