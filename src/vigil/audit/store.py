@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vigil.audit import canonical
@@ -20,8 +20,19 @@ from vigil.audit.record import AuditRecord
 from vigil.audit.signing import AuditSigner
 from vigil.core.clock import Clock
 from vigil.storage.tables import audit_chain_heads, audit_checkpoints, audit_events
+from vigil.storage.types import UtcDateTime
 
 PLATFORM_CHAIN = "platform"
+
+_UPDATE_HEAD = (
+    update(audit_chain_heads)
+    .where(audit_chain_heads.c.chain_id == bindparam("b_chain"))
+    .values(
+        seq=bindparam("b_seq"),
+        hash=bindparam("b_hash"),
+        pending_since=bindparam("b_pending", type_=UtcDateTime),
+    )
+)
 
 
 def chain_id_for(dealer_id: str | None, environment: str | None) -> str:
@@ -54,17 +65,25 @@ class AuditStore:
         self._signer, self._clock, self._every = signer, clock, checkpoint_every
 
     def append(self, conn: Connection, records: Sequence[AuditRecord]) -> None:
-        """Link `records` onto their chains inside the caller's transaction."""
+        """Link `records` onto their chains inside the caller's transaction.
+
+        One statement reads (and on PostgreSQL locks) every head the batch touches, one
+        updates them all, one inserts the records: the cost per batch does not grow with the
+        number of chains in it.
+        """
         by_chain: dict[str, list[AuditRecord]] = {}
         for record in records:
             by_chain.setdefault(chain_of(record), []).append(record)
-        rows: list[dict[str, Any]] = []
-        # A fixed lock order across processes rules out deadlocks between batches.
+        heads = self._lock_heads(conn, sorted(by_chain))
         now = self._clock.now()
-        for chain_id in sorted(by_chain):
-            seq, prev, checkpointed = self._lock_head(conn, chain_id)
-            pending = {"pending_since": now} if seq == checkpointed else {}
-            for record in by_chain[chain_id]:
+        rows: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        due: list[tuple[str, int, bytes]] = []
+        for chain_id, chain_records in by_chain.items():
+            seq, prev, checkpointed, pending_since = heads[chain_id]
+            if seq == checkpointed:
+                pending_since = now
+            for record in chain_records:
                 seq += 1
                 row = record.as_row()
                 row["occurred_at"] = to_millis(record.occurred_at)
@@ -73,15 +92,46 @@ class AuditStore:
                 prev = canonical.link(prev, hashed_fields(row))
                 row["hash"] = prev
                 rows.append(row)
-            conn.execute(
-                update(audit_chain_heads)
-                .where(audit_chain_heads.c.chain_id == chain_id)
-                .values(seq=seq, hash=prev, **pending)
+            updates.append(
+                {"b_chain": chain_id, "b_seq": seq, "b_hash": prev, "b_pending": pending_since}
             )
             if seq - checkpointed >= self._every:
-                self._checkpoint(conn, chain_id, seq, prev)
+                due.append((chain_id, seq, prev))
         if rows:
             conn.execute(insert(audit_events), rows)
+            conn.execute(_UPDATE_HEAD, updates)
+        for chain_id, seq, head in due:
+            self._checkpoint(conn, chain_id, seq, head)
+
+    def _lock_heads(
+        self, conn: Connection, chain_ids: list[str]
+    ) -> dict[str, tuple[int, bytes, int, datetime | None]]:
+        """Read the heads of `chain_ids`, creating missing ones; sorted, so that concurrent
+        batches lock in the same order and cannot deadlock."""
+        if not chain_ids:
+            return {}
+        h = audit_chain_heads.c
+        query = (
+            select(h.chain_id, h.seq, h.hash, h.checkpointed_seq, h.pending_since)
+            .where(h.chain_id.in_(chain_ids))
+            .order_by(h.chain_id)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        found = {r[0]: (int(r[1]), bytes(r[2]), int(r[3]), r[4]) for r in conn.execute(query)}
+        missing = [c for c in chain_ids if c not in found]
+        if missing:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            conn.execute(
+                dialect.insert(audit_chain_heads).on_conflict_do_nothing(),
+                [
+                    {"chain_id": c, "seq": 0, "hash": canonical.GENESIS, "checkpointed_seq": 0}
+                    for c in missing
+                ],
+            )
+            again = query.where(h.chain_id.in_(missing))
+            found |= {r[0]: (int(r[1]), bytes(r[2]), int(r[3]), r[4]) for r in conn.execute(again)}
+        return found
 
     def checkpoint_stale(self, conn: Connection, older_than: timedelta) -> int:
         """Sign every chain whose oldest unsigned record has waited `older_than` or longer."""

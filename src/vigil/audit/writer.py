@@ -40,8 +40,11 @@ class GroupCommitWriter:
         (time-based checkpoints), so it never competes with appends for the write lock."""
         self._sink = sink
         self._tick, self._tick_seconds = tick, tick_seconds
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # Appends made during one event-loop iteration travel to the writer together: one
+        # wake-up of the writer thread per iteration instead of one per request.
+        self._gathering: list[_Pending] = []
 
     def start(self) -> None:
         if self._thread is None:
@@ -57,9 +60,17 @@ class GroupCommitWriter:
     async def append(self, record: AuditRecord) -> None:
         """Return once `record` is committed; raise if it could not be made durable."""
         self.start()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Pending(record, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._gathering:
+            loop.call_soon(self._hand_over)
+        self._gathering.append(_Pending(record, future))
         await future
+
+    def _hand_over(self) -> None:
+        gathered, self._gathering = self._gathering, []
+        if gathered:
+            self._queue.put(gathered)
 
     def _run(self) -> None:
         last_tick = time.monotonic()
@@ -73,7 +84,7 @@ class GroupCommitWriter:
                 continue
             if first is None:
                 return
-            batch = [first]
+            batch = list(first)
             stopping = False
             while len(batch) < MAX_BATCH:
                 try:
@@ -83,7 +94,7 @@ class GroupCommitWriter:
                 if item is None:
                     stopping = True
                     break
-                batch.append(item)
+                batch.extend(item)
             self._commit(batch)
             if stopping:
                 return

@@ -33,7 +33,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    write = conn.get_execution_options().get("vigil_write", False)
+    options = conn.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return
+    write = options.get("vigil_write", False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
@@ -75,6 +78,14 @@ class Database:
             conn.execution_options(vigil_write=True)
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def single_statements(self) -> Iterator[Connection]:
+        """Each statement commits on its own, with no BEGIN/ROLLBACK around it: for the hot
+        path's one-row lookups (and their one-row updates), where a transaction buys nothing
+        and costs round trips on every request."""
+        with self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -60,7 +60,7 @@ class ApiKeyVerifier:
         if parsed is None:
             raise AuthenticationFailed("The API key is malformed or its checksum is wrong.")
         now = self._clock.now()
-        with self._db.read() as conn:
+        with self._db.single_statements() as conn:
             row = conn.execute(_LOOKUP, {"key_id": parsed.key_id}).first()
             if row is None:
                 raise AuthenticationFailed(INVALID)
@@ -80,7 +80,6 @@ class ApiKeyVerifier:
             last_used: datetime | None = m["last_used_at"]
             if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
                 conn.execute(_TOUCH, {"key_id": parsed.key_id, "at": now, "ip": client_ip})
-                conn.commit()
         return Principal(
             actor_type=ActorType.APP,
             actor_id=m["app_id"],
