@@ -72,6 +72,22 @@ def verify(
             ),
         )
         broken = next((r.problem for r in reports if r.problem), None)
+        from vigil.audit.actions import AuditAction
+
+        svc.audit.write_now(
+            operator().record(
+                svc.clock.now(),
+                AuditAction.AUDIT_VERIFIED,
+                target_type="audit_log",
+                target_id=dealer or "all",
+                dealer_id=dealer,
+                result="success" if broken is None else "failure",
+                details={
+                    "records": sum(r.records for r in reports),
+                    "problem": str(broken) if broken else None,
+                },
+            )
+        )
         if broken is not None:
             fail(f"audit log verification FAILED: {broken}")
         if not as_json:

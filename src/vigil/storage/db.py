@@ -32,6 +32,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _postgres_durability(dbapi_connection: Any, _record: Any) -> None:
+    """A commit returns only once it is flushed (S15), whatever the server's default says."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET synchronous_commit = on")
+    cursor.close()
+    dbapi_connection.commit()
+
+
 def _sqlite_begin(conn: Connection) -> None:
     options = conn.get_execution_options()
     if options.get("isolation_level") == "AUTOCOMMIT":
@@ -60,6 +68,8 @@ class Database:
             kwargs["max_overflow"] = 20
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
+        if not self.is_sqlite:
+            event.listen(self.engine, "connect", _postgres_durability)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # pysqlite's own transaction handling is off (isolation_level=None); emit BEGIN

@@ -79,3 +79,22 @@ def test_init_prints_the_demo_key_once(tmp_path: Path, new_database: DatabaseFac
     assert second["tls_created"] is False
     human = srv.run_cli("init")
     assert "vgl_test_" not in human.stdout
+
+
+def test_audit_verify_passes_and_is_itself_audited(server: VigilServer) -> None:
+    out = server.run_cli("audit", "verify", "--json", check=False)
+    assert out.returncode == 0, out.stderr
+    chains = json.loads(out.stdout)
+    assert chains
+    assert all(c["ok"] for c in chains)
+    again = server.run_cli("audit", "verify", "--json")
+    assert any(c["records"] > 0 for c in json.loads(again.stdout))
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server.env.get("VIGIL_DATABASE_OWNER_URL") or server.database_url)
+    with engine.connect() as conn:
+        n = conn.execute(
+            text("SELECT count(*) FROM audit_events WHERE action = 'audit.verified'")
+        ).scalar_one()
+    engine.dispose()
+    assert n >= 2
