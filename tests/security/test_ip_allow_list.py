@@ -45,3 +45,31 @@ def test_refusal_is_a_problem_document(server: VigilServer, services: Services) 
         response = client.get("/v1/me")
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_refusal_is_audited_under_the_keys_owner(server: VigilServer, services: Services) -> None:
+    from sqlalchemy import select
+
+    from vigil.storage.tables import audit_events
+
+    cred = factories.credential(services, ip_allow_list=["203.0.113.0/24"])
+    with server.client(cred.token, headers={"X-Forwarded-For": "192.0.2.1"}) as client:
+        response = client.get("/v1/me")
+    with services.db.read() as conn:
+        row = (
+            conn.execute(
+                select(audit_events).where(
+                    audit_events.c.request_id == response.headers["x-request-id"]
+                )
+            )
+            .one()
+            ._mapping
+        )
+    assert response.status_code == 403
+    assert response.json()["code"] == "address_not_allowed"
+    assert (row["dealer_id"], row["credential_id"], row["source_ip"]) == (
+        cred.dealer.id,
+        cred.key_id,
+        "192.0.2.1",
+    )
+    assert row["action"] == "access.denied"

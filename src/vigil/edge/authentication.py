@@ -54,6 +54,11 @@ class AuthenticationMiddleware:
             await self._refuse(st, send, error)
             return
         except VigilError as error:
+            # A genuine key refused for its address is attributed to its owner in the audit
+            # record; nothing downstream runs.
+            owner = getattr(error, "principal", None)
+            if owner is not None:
+                st["principal"] = owner
             await self._refuse(st, send, error)
             return
         await self.app(scope, receive, send)

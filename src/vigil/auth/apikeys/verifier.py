@@ -74,20 +74,32 @@ class ApiKeyVerifier:
             expires_at: datetime | None = m["expires_at"]
             if status is KeyStatus.REVOKED or (expires_at is not None and now >= expires_at):
                 raise AuthenticationFailed(INVALID)
+            principal = Principal(
+                actor_type=ActorType.APP,
+                actor_id=m["app_id"],
+                dealer_id=m["dealer_id"],
+                environment=environment,
+                scopes=decode_scopes(m["scopes"]) & decode_scopes(m["app_scopes"]),
+                credential_id=parsed.key_id,
+                credential_kind="api_key",
+                app_id=m["app_id"],
+                expires_at=expires_at,
+            )
             networks = parse_networks(list(m["ip_allow_list"]))
             if networks and not ip_allowed(networks, client_ip):
-                raise PermissionDenied("This API key may not be used from this address.")
+                # The key is genuine, so its owner must see this in its own audit log.
+                raise AddressNotAllowed(principal)
             last_used: datetime | None = m["last_used_at"]
             if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
                 conn.execute(_TOUCH, {"key_id": parsed.key_id, "at": now, "ip": client_ip})
-        return Principal(
-            actor_type=ActorType.APP,
-            actor_id=m["app_id"],
-            dealer_id=m["dealer_id"],
-            environment=environment,
-            scopes=decode_scopes(m["scopes"]) & decode_scopes(m["app_scopes"]),
-            credential_id=parsed.key_id,
-            credential_kind="api_key",
-            app_id=m["app_id"],
-            expires_at=expires_at,
-        )
+        return principal
+
+
+class AddressNotAllowed(PermissionDenied):
+    """A valid key used from outside its app's IP allow list (S9)."""
+
+    code = "address_not_allowed"
+
+    def __init__(self, principal: Principal) -> None:
+        super().__init__("This API key may not be used from this address.")
+        self.principal = principal
