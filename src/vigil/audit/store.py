@@ -79,6 +79,7 @@ class AuditStore:
         rows: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         due: list[tuple[str, int, bytes]] = []
+        still_pending: list[str] = []
         for chain_id, chain_records in by_chain.items():
             seq, prev, checkpointed, pending_since = heads[chain_id]
             if seq == checkpointed:
@@ -92,16 +93,27 @@ class AuditStore:
                 prev = canonical.link(prev, hashed_fields(row))
                 row["hash"] = prev
                 rows.append(row)
+                if seq - checkpointed >= self._every:
+                    # However large the batch, no segment exceeds `every` records.
+                    due.append((chain_id, seq, prev))
+                    checkpointed = seq
             updates.append(
                 {"b_chain": chain_id, "b_seq": seq, "b_hash": prev, "b_pending": pending_since}
             )
-            if seq - checkpointed >= self._every:
-                due.append((chain_id, seq, prev))
+            if due and due[-1][0] == chain_id and checkpointed < seq:
+                still_pending.append(chain_id)
         if rows:
             conn.execute(insert(audit_events), rows)
             conn.execute(_UPDATE_HEAD, updates)
         for chain_id, seq, head in due:
             self._checkpoint(conn, chain_id, seq, head)
+        if still_pending:
+            # Records after the last mid-batch checkpoint are waiting for a signature again.
+            conn.execute(
+                update(audit_chain_heads)
+                .where(audit_chain_heads.c.chain_id.in_(still_pending))
+                .values(pending_since=now)
+            )
 
     def _lock_heads(
         self, conn: Connection, chain_ids: list[str]

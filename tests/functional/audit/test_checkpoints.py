@@ -72,3 +72,22 @@ def test_explicit_rotation_retires_the_previous_key_even_from_a_fresh_process(
     current = [k["kid"] for k in keys if "vigil_retired_at" not in k]
     assert current == [new.kid]
     assert len(keys) == 2
+
+
+def test_a_large_batch_is_still_checkpointed_every_n_records(world: AuditWorld) -> None:
+    """Group commit can put thousands of one chain's records in one transaction; segments
+    must still never exceed N records, and the tail after the last one waits for the timer."""
+    from vigil.audit.actions import AuditAction
+    from vigil.audit.record import AuditRecord
+
+    batch = [
+        AuditRecord(world.clock.now(), AuditAction.API_REQUEST, "200", "app", dealer_id="dlr_b")
+        for _ in range(25)
+    ]
+    with world.db.transaction() as conn:
+        world.log.store.append(conn, batch)
+    assert [seq for _, seq, _ in checkpoints(world)] == [10, 20]
+    world.clock.advance(timedelta(seconds=61))
+    assert world.log.checkpoint_stale() == 1
+    assert [seq for _, seq, _ in checkpoints(world)] == [10, 20, 25]
+    assert all(r.ok for r in verify_store(world.db, world.signer))
