@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, update
 
 from vigil.auth.apikeys import format as keyformat
+from vigil.auth.apikeys.lookup import RawLookup
 from vigil.auth.apikeys.models import KeyStatus
 from vigil.auth.principal import ActorType, Environment, Principal
 from vigil.auth.scopes import decode_scopes
@@ -53,6 +54,7 @@ INVALID = "The API key is not valid."
 class ApiKeyVerifier:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db, self._clock = db, clock
+        self._lookup = RawLookup(db, _LOOKUP, _TOUCH)
 
     def verify(self, token: str, client_ip: str | None) -> Principal:
         """Resolve `token` or raise. Refusals all read alike, so probing learns nothing."""
@@ -60,38 +62,36 @@ class ApiKeyVerifier:
         if parsed is None:
             raise AuthenticationFailed("The API key is malformed or its checksum is wrong.")
         now = self._clock.now()
-        with self._db.single_statements() as conn:
-            row = conn.execute(_LOOKUP, {"key_id": parsed.key_id}).first()
-            if row is None:
-                raise AuthenticationFailed(INVALID)
-            m = row._mapping
-            if not keyformat.secrets_match(m["secret_hash"], parsed):
-                raise AuthenticationFailed(INVALID)
-            environment = Environment(m["environment"])
-            if environment is not parsed.environment:
-                raise AuthenticationFailed(INVALID)
-            status = KeyStatus(m["status"])
-            expires_at: datetime | None = m["expires_at"]
-            if status is KeyStatus.REVOKED or (expires_at is not None and now >= expires_at):
-                raise AuthenticationFailed(INVALID)
-            principal = Principal(
-                actor_type=ActorType.APP,
-                actor_id=m["app_id"],
-                dealer_id=m["dealer_id"],
-                environment=environment,
-                scopes=decode_scopes(m["scopes"]) & decode_scopes(m["app_scopes"]),
-                credential_id=parsed.key_id,
-                credential_kind="api_key",
-                app_id=m["app_id"],
-                expires_at=expires_at,
-            )
-            networks = parse_networks(list(m["ip_allow_list"]))
-            if networks and not ip_allowed(networks, client_ip):
-                # The key is genuine, so its owner must see this in its own audit log.
-                raise AddressNotAllowed(principal)
-            last_used: datetime | None = m["last_used_at"]
-            if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
-                conn.execute(_TOUCH, {"key_id": parsed.key_id, "at": now, "ip": client_ip})
+        m = self._lookup.fetch(key_id=parsed.key_id)
+        if m is None:
+            raise AuthenticationFailed(INVALID)
+        if not keyformat.secrets_match(m["secret_hash"], parsed):
+            raise AuthenticationFailed(INVALID)
+        environment = Environment(m["environment"])
+        if environment is not parsed.environment:
+            raise AuthenticationFailed(INVALID)
+        status = KeyStatus(m["status"])
+        expires_at: datetime | None = m["expires_at"]
+        if status is KeyStatus.REVOKED or (expires_at is not None and now >= expires_at):
+            raise AuthenticationFailed(INVALID)
+        principal = Principal(
+            actor_type=ActorType.APP,
+            actor_id=m["app_id"],
+            dealer_id=m["dealer_id"],
+            environment=environment,
+            scopes=decode_scopes(m["scopes"]) & decode_scopes(m["app_scopes"]),
+            credential_id=parsed.key_id,
+            credential_kind="api_key",
+            app_id=m["app_id"],
+            expires_at=expires_at,
+        )
+        networks = parse_networks(list(m["ip_allow_list"]))
+        if networks and not ip_allowed(networks, client_ip):
+            # The key is genuine, so its owner must see this in its own audit log.
+            raise AddressNotAllowed(principal)
+        last_used: datetime | None = m["last_used_at"]
+        if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
+            self._lookup.touch(key_id=parsed.key_id, at=now, ip=client_ip)
         return principal
 
 
