@@ -6,8 +6,10 @@ randomness keeps ids unguessable so enumeration reveals nothing.
 
 from __future__ import annotations
 
+import os
 import secrets
 import string
+import threading
 
 BASE62 = string.digits + string.ascii_letters
 
@@ -23,9 +25,36 @@ def base62(value: int, width: int) -> str:
     return "".join(reversed(chars))
 
 
+class _RandomPool:
+    """Identifiers need unpredictability, not a system call each: the OS CSPRNG is read 4 KiB
+    at a time and handed out in slices. (Secrets, such as key material, still come straight
+    from `secrets`.)"""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._pid = os.getpid()
+
+    def take(self, n: int) -> bytes:
+        with self._lock:
+            if len(self._buffer) < n or self._pid != os.getpid():  # never share across fork
+                self._buffer, self._pid = secrets.token_bytes(self.SIZE), os.getpid()
+            chunk, self._buffer = self._buffer[:n], self._buffer[n:]
+            return chunk
+
+
+_POOL = _RandomPool()
+
+
+def random_id_bytes(n: int) -> bytes:
+    return _POOL.take(n)
+
+
 def random_base62(nbytes: int) -> str:
     width = _WIDTH_16 if nbytes == 16 else _width_for(nbytes)
-    return base62(int.from_bytes(secrets.token_bytes(nbytes), "big"), width)
+    return base62(int.from_bytes(_POOL.take(nbytes), "big"), width)
 
 
 def _width_for(nbytes: int) -> int:

@@ -6,13 +6,12 @@ with another request's audit trail.
 
 from __future__ import annotations
 
-import secrets
-
+from vigil.core.ids import random_id_bytes
 from vigil.edge.asgi import ASGIApp, Message, Receive, Scope, Send, state
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    return "req_" + random_id_bytes(12).hex()
 
 
 class RequestIdMiddleware:
