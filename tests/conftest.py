@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from tests.support.server import VigilServer
 
-from vigil.config import Settings
 from vigil.services import Services
 
 DATABASE = os.environ.get("VIGIL_TEST_DATABASE", "sqlite")
@@ -63,11 +62,6 @@ class DatabaseFactory:
         url = self(home)
         return VigilServer(home, url, database_owner_url=self.owner_url(url), **settings)
 
-    def settings(self, home: Path, url: str, **extra: object) -> Settings:
-        return Settings(
-            home=home, database_url=url, database_owner_url=self.owner_url(url), **extra
-        )  # type: ignore[arg-type]
-
 
 @pytest.fixture(scope="session")
 def new_database(
@@ -104,13 +98,7 @@ def server(server_home: Path, new_database: DatabaseFactory) -> Iterator[VigilSe
 @pytest.fixture(scope="session")
 def services(server: VigilServer) -> Iterator[Services]:
     """In-process services on the server's own database: the factories' way in."""
-    svc = Services.build(
-        Settings(
-            home=server.home,
-            database_url=server.database_url,
-            database_owner_url=server.env.get("VIGIL_DATABASE_OWNER_URL") or None,
-        )
-    )
+    svc = server.services()
     try:
         yield svc
     finally:

@@ -14,6 +14,9 @@ from typing import Any
 
 import httpx
 
+from vigil.config import Settings
+from vigil.services import Services
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -106,6 +109,16 @@ class VigilServer:
             headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(
             base_url=self.base_url, verify=self.ssl_context(), headers=headers, timeout=30, **kwargs
+        )
+
+    def services(self) -> Services:
+        """In-process services on this server's own database (close them when done)."""
+        return Services.build(
+            Settings(
+                home=self.home,
+                database_url=self.database_url,
+                database_owner_url=self.env.get("VIGIL_DATABASE_OWNER_URL") or None,
+            )
         )
 
     def signal(self, sig: int) -> None:

@@ -90,14 +90,6 @@ class Database:
                 yield conn
 
     @contextmanager
-    def single_statements(self) -> Iterator[Connection]:
-        """Each statement commits on its own, with no BEGIN/ROLLBACK around it: for the hot
-        path's one-row lookups (and their one-row updates), where a transaction buys nothing
-        and costs round trips on every request."""
-        with self.engine.connect() as conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
-
-    @contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn
@@ -140,8 +132,3 @@ def _set_platform_retention(conn: Connection, days: int) -> None:
         conn.execute(
             update(audit_policy).where(audit_policy.c.id == 1).values(platform_retention_days=days)
         )
-
-
-def single_use_engine(url: str) -> Engine:
-    """An engine without pooling, for short-lived tools and tests."""
-    return create_engine(url, poolclass=NullPool)

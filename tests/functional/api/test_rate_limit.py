@@ -11,7 +11,6 @@ from tests.conftest import DatabaseFactory
 from tests.support import factories
 from tests.support.server import VigilServer
 
-from vigil.config import Settings
 from vigil.services import Services
 from vigil.storage.tables import audit_events
 
@@ -36,13 +35,7 @@ def strict_server(
 
 @pytest.fixture(scope="module")
 def strict_services(strict_server: VigilServer) -> Iterator[Services]:
-    svc = Services.build(
-        Settings(
-            home=strict_server.home,
-            database_url=strict_server.database_url,
-            database_owner_url=strict_server.env.get("VIGIL_DATABASE_OWNER_URL"),
-        )
-    )
+    svc = strict_server.services()
     yield svc
     svc.close()
 

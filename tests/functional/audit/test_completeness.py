@@ -29,7 +29,7 @@ def loaded_server(
         tmp_path, rate_limit_per_second=20, rate_limit_burst=20, auth_failure_burst=100000
     )
     srv.start()
-    svc = Services.build(new_database.settings(tmp_path, srv.database_url))
+    svc = srv.services()
     yield srv, svc
     svc.close()
     srv.stop()
