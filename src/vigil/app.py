@@ -1,8 +1,8 @@
 """Composition root: the HTTPS application and the plain-HTTP guard, built from the services.
 
 Edge order, outermost first (DESIGN.md "Request flow"): request id -> security headers ->
-client IP -> audit -> authenticate -> rate limit -> router (authorize by route declaration ->
-handler). Audit sits outside authentication so failed authentication is recorded too.
+client IP -> audit -> authenticate -> rate limit -> idempotency -> router (authorize by route
+declaration -> handler). Audit sits outside authentication so failed authentication is recorded too.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from vigil.edge.authentication import AuthenticationMiddleware
 from vigil.edge.client_ip import ClientIpMiddleware
 from vigil.edge.headers import SecurityHeadersMiddleware
 from vigil.edge.http_guard import PlainHttpGuard
+from vigil.edge.idempotency import IdempotencyMiddleware
 from vigil.edge.rate_limit import RateLimitMiddleware, TokenBuckets
 from vigil.edge.request_id import RequestIdMiddleware
 from vigil.services import Services
@@ -50,6 +51,7 @@ def create_api(services: Services) -> FastAPI:
         # declared requirement: the route-coverage test reads exactly what serves requests.
         app.router.routes.extend(router.routes)
     settings = services.settings
+    app.add_middleware(IdempotencyMiddleware, store=services.idempotency, clock=services.clock)
     buckets = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
     app.add_middleware(RateLimitMiddleware, buckets=buckets)
     failures = TokenBuckets(settings.auth_failure_per_second, settings.auth_failure_burst)

@@ -13,6 +13,7 @@ from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
 from vigil.monitoring.sites import SiteService
 from vigil.storage.db import Database
+from vigil.storage.idempotency import IdempotencyStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
 
@@ -28,6 +29,7 @@ class Services:
     keys: ApiKeyService
     key_verifier: ApiKeyVerifier
     sites: SiteService
+    idempotency: IdempotencyStore
 
     @classmethod
     def build(
@@ -61,6 +63,7 @@ class Services:
             keys=ApiKeyService(db, audit, clock, apps, settings.key_grace_default),
             key_verifier=ApiKeyVerifier(db, clock),
             sites=SiteService(db, audit, clock),
+            idempotency=IdempotencyStore(db),
         )
 
     def close(self) -> None:

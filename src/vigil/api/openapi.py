@@ -17,6 +17,16 @@ from vigil.edge.authorization import PublicRoute, RequiredScope
 
 SCHEME = "vigilBearer"
 
+# Honoured on every authenticated POST by the edge (vigil.edge.idempotency), so declared on each.
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: the same key and request within 24 h returns the first "
+    "response (`Idempotent-Replayed: true`); the same key with a different request is 422.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+
 
 def requirement(route: APIRoute) -> RequiredScope | PublicRoute | None:
     for dep in route.dependant.dependencies:
@@ -49,6 +59,8 @@ def install(app: FastAPI) -> None:
                 op = doc["paths"].get(route.path_format, {}).get(method.lower())
                 if op is None:
                     continue
+                if method == "POST" and isinstance(req, RequiredScope):
+                    op.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
                 if isinstance(req, RequiredScope):
                     scopes = [req.scope.value] if req.scope else []
                     op["security"] = [{SCHEME: scopes}]
