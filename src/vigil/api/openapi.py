@@ -17,6 +17,25 @@ from vigil.edge.authorization import PublicRoute, RequiredScope
 
 SCHEME = "vigilBearer"
 
+# Every error, from the edge or a handler, is one of these (RFC 9457; vigil.edge.problem).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "description": "Stable machine-readable slug"},
+        "request_id": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+PROBLEM_RESPONSE: dict[str, Any] = {
+    "description": "An RFC 9457 problem document",
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+
 # Honoured on every authenticated POST by the edge (vigil.edge.idempotency), so declared on each.
 IDEMPOTENCY_KEY: dict[str, Any] = {
     "name": "Idempotency-Key",
@@ -51,6 +70,9 @@ def install(app: FastAPI) -> None:
                 + "; ".join(f"`{s.value}`: {d}" for s, d in DESCRIPTIONS.items()),
             }
         }
+        doc["components"].setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        doc["components"]["schemas"].pop("HTTPValidationError", None)
+        doc["components"]["schemas"].pop("ValidationError", None)
         for route in app.routes:
             if not isinstance(route, APIRoute):
                 continue
@@ -59,6 +81,12 @@ def install(app: FastAPI) -> None:
                 op = doc["paths"].get(route.path_format, {}).get(method.lower())
                 if op is None:
                     continue
+                responses = op.setdefault("responses", {})
+                responses["422"] = PROBLEM_RESPONSE | {"description": "Invalid input"}
+                responses["4XX"] = PROBLEM_RESPONSE
+                responses["503"] = PROBLEM_RESPONSE | {
+                    "description": "The audit record could not be made durable; nothing changed"
+                }
                 if method == "POST" and isinstance(req, RequiredScope):
                     op.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
                 if isinstance(req, RequiredScope):

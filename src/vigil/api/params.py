@@ -24,6 +24,7 @@ IfMatchHeader = Annotated[
     Header(
         alias="If-Match",
         max_length=40,
+        pattern=r'^(\*|(W/)?"v[0-9]{1,18}")$',
         description='The ETag last read (e.g. `"v3"`); a stale one gets 412.',
     ),
 ]
