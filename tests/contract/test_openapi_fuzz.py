@@ -32,7 +32,8 @@ EXAMPLES = int(os.environ.get("VIGIL_FUZZ_EXAMPLES", "10"))
 
 
 def test_api_conforms_to_its_document(server: VigilServer, services: Services) -> None:
-    document = httpx.get(f"{server.base_url}/openapi.json", verify=ssl.create_default_context(cafile=server.ca_pem)).json()
+    tls = ssl.create_default_context(cafile=server.ca_pem)
+    document = httpx.get(f"{server.base_url}/openapi.json", verify=tls).json()
     schema = schemathesis.openapi.from_dict(document)
     schema.config.update(base_url=server.base_url)
     session = requests.Session()
@@ -65,6 +66,7 @@ def test_api_conforms_to_its_document(server: VigilServer, services: Services) -
 
         try:
             exercise()
-        except (Exception, BaseExceptionGroup) as failure:  # collect every operation's findings, then report them all
+        # Collect every operation's findings, then report them all.
+        except (Exception, BaseExceptionGroup) as failure:
             failures[operation.label] = str(failure)[:2000]
     assert failures == {}, "\n\n".join(f"{k}: {v}" for k, v in failures.items())
