@@ -12,7 +12,9 @@ from vigil.auth.apikeys.verifier import ApiKeyVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
 from vigil.monitoring.sites import SiteService
+from vigil.monitoring.snapshots import SnapshotService
 from vigil.storage.db import Database
+from vigil.storage.objects.local import LocalObjectStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
 
@@ -28,6 +30,7 @@ class Services:
     keys: ApiKeyService
     key_verifier: ApiKeyVerifier
     sites: SiteService
+    snapshots: SnapshotService
 
     @classmethod
     def build(
@@ -51,6 +54,7 @@ class Services:
             checkpoint_seconds=settings.audit_checkpoint_seconds,
         )
         apps = AppService(db, audit, clock)
+        objects = LocalObjectStore(settings.objects_dir)
         return cls(
             settings=settings,
             clock=clock,
@@ -61,6 +65,7 @@ class Services:
             keys=ApiKeyService(db, audit, clock, apps, settings.key_grace_default),
             key_verifier=ApiKeyVerifier(db, clock),
             sites=SiteService(db, audit, clock),
+            snapshots=SnapshotService(db, audit, clock, objects, settings.snapshot_max_bytes),
         )
 
     def close(self) -> None:
