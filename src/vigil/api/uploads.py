@@ -1,13 +1,15 @@
 """Feed a request body to a blocking sink as it arrives, without ever holding it whole.
 
-The body is read on the event loop (`request.stream()`), gathered into batches of about 1 MiB
-and each batch handed to the sink on a worker thread, where hashing and file writes release the
-GIL. Batching keeps the thread hops to about one per MiB, whatever size the transport delivers
-chunks in; memory stays at one batch per upload.
+The body is read on the event loop (`request.stream()`), gathered into batches of about 1 MiB,
+and each batch is handed to the sink on a worker thread, where hashing and file writes release
+the GIL. While one batch is being written the next is being received, so the network and the
+disk work at the same time; memory stays at two batches per upload, and thread hops at about one
+per MiB whatever size the transport delivers chunks in.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
@@ -25,7 +27,9 @@ class Sink(Protocol):
 
 
 async def stream_into(request: Request, sink: Sink) -> None:
-    """Deliver the whole body to `sink`; on any failure `sink.abort()` runs before raising."""
+    """Deliver the whole body to `sink` in order; on any failure `sink.abort()` runs (after the
+    write in flight, if any, has finished) before the error is raised."""
+    writing: asyncio.Future[None] | None = None
     batch: list[bytes] = []
     held = 0
     try:
@@ -33,13 +37,20 @@ async def stream_into(request: Request, sink: Sink) -> None:
             batch.append(chunk)
             held += len(chunk)
             if held >= BATCH:
-                await run_in_threadpool(sink.write, b"".join(batch))
+                if writing is not None:
+                    await writing  # at most one batch in flight: memory stays bounded
+                writing = asyncio.ensure_future(run_in_threadpool(sink.write, b"".join(batch)))
                 batch, held = [], 0
+        if writing is not None:
+            await writing
         if held:
             await run_in_threadpool(sink.write, b"".join(batch))
-    except ClientDisconnect:
+    except BaseException as error:
+        if writing is not None:
+            await asyncio.wait([writing])  # a thread cannot be stopped; let it finish first
+            if not writing.cancelled():
+                writing.exception()  # retrieved: the error that matters is being raised
         await run_in_threadpool(sink.abort)
-        raise InvalidInput("The connection closed before the whole body arrived.") from None
-    except BaseException:
-        await run_in_threadpool(sink.abort)
+        if isinstance(error, ClientDisconnect):
+            raise InvalidInput("The connection closed before the whole body arrived.") from None
         raise

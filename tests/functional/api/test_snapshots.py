@@ -7,6 +7,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -193,6 +194,28 @@ def test_upload_over_the_limit_is_413_and_leaves_nothing(
     assert stored_files(server.home, cam.cred.dealer.id) == [
         server.home / "objects" / cam.cred.dealer.id / "sandbox" / exact.json()["id"]
     ]
+
+
+def test_upload_cut_off_midway_leaves_nothing(server: VigilServer, services: Services) -> None:
+    cam = camera(services)
+    head = (
+        f"POST {cam.url} HTTP/1.1\r\nHost: localhost\r\n"
+        f"Authorization: Bearer {cam.cred.token}\r\nContent-Type: image/jpeg\r\n"
+        f"Content-Length: {8 * MiB}\r\n\r\n"
+    )
+    with (
+        socket.create_connection(("127.0.0.1", server.https_port)) as raw,
+        server.ssl_context().wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(head.encode() + os.urandom(3 * MiB))
+        time.sleep(0.5)  # let the server write some of it
+        (partial,) = stored_files(server.home, cam.cred.dealer.id)
+        assert partial.name.startswith(".partial-")  # being written, not yet an object
+    deadline = time.monotonic() + 10
+    while stored_files(server.home, cam.cred.dealer.id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stored_files(server.home, cam.cred.dealer.id) == []
+    assert snapshot_rows(services, cam.cred.dealer.id) == 0
 
 
 def test_wrong_digest_is_422_and_nothing_is_stored(server: VigilServer, services: Services) -> None:
