@@ -263,13 +263,15 @@ def test_bad_uploads_are_problems_not_crashes(server: VigilServer, services: Ser
             cam.url, content=b"x", headers=JPEG, params={"alarm_id": other_site_alarm}
         )
         bad_cursor = client.get("/v1/snapshots", params={"cursor": "nope"})
+        nul_filter = client.get("/v1/snapshots", params={"device_id": "dev_\x00"})
     assert html.status_code == 415
     assert untyped.status_code == 415
     assert empty.status_code == 422
     assert naive.status_code == 422
     assert wrong_site.status_code == 422
     assert bad_cursor.status_code == 422
-    for refused in (html, untyped, empty, naive, wrong_site, bad_cursor):
+    assert nul_filter.status_code == 422
+    for refused in (html, untyped, empty, naive, wrong_site, bad_cursor, nul_filter):
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["request_id"] == refused.headers["x-request-id"]
     assert snapshot_rows(services, cam.cred.dealer.id) == 0

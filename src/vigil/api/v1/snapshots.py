@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
@@ -27,8 +27,14 @@ router = APIRouter(tags=["snapshots"])
 Svc = Annotated[Services, Depends(services)]
 SnapshotsRead = Annotated[Actor, Depends(requires(Scope.SNAPSHOTS_READ))]
 SnapshotsWrite = Annotated[Actor, Depends(requires(Scope.SNAPSHOTS_WRITE))]
-Id = Annotated[str, Query(max_length=40)]
+# Ids are `<prefix>_<base62>`; anything else (a NUL byte, say, which PostgreSQL refuses in text)
+# is bad input, answered before any query.
+ID_PATTERN = r"^[A-Za-z0-9_]{1,40}$"
+Id = Annotated[str, Query(pattern=ID_PATTERN)]
+DeviceId = Annotated[str, Path(pattern=ID_PATTERN)]
+SnapshotId = Annotated[str, Path(pattern=ID_PATTERN)]
 BINARY = {"schema": {"type": "string", "format": "binary"}}
+BINARY_TYPES = {t: BINARY for t in sorted(MEDIA_TYPES)}
 
 
 class SnapshotOut(BaseModel):
@@ -59,13 +65,14 @@ def _declared_length(request: Request) -> int | None:
     "/v1/devices/{device_id}/snapshots",
     status_code=201,
     summary="Upload a snapshot or clip from a device (the body is the content, streamed)",
-    openapi_extra={
-        "requestBody": {"required": True, "content": {t: BINARY for t in sorted(MEDIA_TYPES)}}
+    openapi_extra={"requestBody": {"required": True, "content": BINARY_TYPES}},
+    responses={
+        413: {"description": "Larger than `VIGIL_SNAPSHOT_MAX_BYTES`; nothing stored"},
+        415: {"description": "Not one of the accepted media types"},
     },
-    responses={413: {"description": "Larger than the limit"}, 415: {"description": "Type"}},
 )
 async def upload_snapshot(
-    device_id: str,
+    device_id: DeviceId,
     request: Request,
     actor: SnapshotsWrite,
     svc: Svc,
@@ -109,13 +116,13 @@ def list_snapshots(
 
 
 @router.get("/v1/snapshots/{snapshot_id}", summary="Read one snapshot's description")
-def get_snapshot(snapshot_id: str, actor: SnapshotsRead, svc: Svc) -> SnapshotOut:
+def get_snapshot(snapshot_id: SnapshotId, actor: SnapshotsRead, svc: Svc) -> SnapshotOut:
     return _out(svc.snapshots.get(actor, snapshot_id))
 
 
 CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The whole content", "content": {t: BINARY for t in MEDIA_TYPES}},
-    206: {"description": "One byte range of it", "content": {t: BINARY for t in MEDIA_TYPES}},
+    200: {"description": "The whole content", "content": BINARY_TYPES},
+    206: {"description": "One byte range of it", "content": BINARY_TYPES},
     304: {"description": "Unchanged since the ETag sent in If-None-Match"},
     416: {"description": "The range starts past the end"},
 }
@@ -128,17 +135,17 @@ CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=CONTENT_RESPONSES,
 )
 def snapshot_content(
-    snapshot_id: str,
+    snapshot_id: SnapshotId,
     actor: SnapshotsRead,
     svc: Svc,
     range_: Annotated[str | None, Header(alias="Range")] = None,
-    if_range: Annotated[str | None, Header(alias="If-Range")] = None,
-    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+    if_range: Annotated[str | None, Header(alias="If-Range", max_length=200)] = None,
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match", max_length=2000)] = None,
 ) -> Response:
     snapshot = svc.snapshots.get(actor, snapshot_id)
     tag = f'"{snapshot.sha256}"'  # content never changes, so its digest is a strong validator
     headers = {"ETag": tag, "Accept-Ranges": "bytes", "Cache-Control": "private, no-cache"}
-    if if_none_match is not None and tag in (t.strip() for t in if_none_match.split(",")):
+    if if_none_match is not None and {tag, "*"} & {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
     # If-Range naming an older representation means "send it all" (RFC 9110 section 13.1.5).
     wanted = parse_range(range_ if if_range in (None, tag) else None, snapshot.size)
