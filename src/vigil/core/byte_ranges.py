@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from vigil.core.errors import RangeNotSatisfiable
 
-_SPEC = re.compile(r"(\d{0,19})-(\d{0,19})")
+_SPEC = re.compile(r"([0-9]{0,19})-([0-9]{0,19})")
 MAX_HEADER = 200  # a legitimate single range is a few dozen characters
 
 

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from tests.support.server import VigilServer
 
 from vigil.auth.actor import Actor
 from vigil.auth.principal import Environment
+from vigil.core.errors import NotFound
 from vigil.events.outbox import events_for
 from vigil.services import Services
 from vigil.storage.tables import snapshots
@@ -332,6 +333,24 @@ def test_other_tenants_devices_alarms_and_snapshots_are_not_found(
     assert listed == []
     assert by_device["data"] == []
     assert snapshot_rows(services, mine.cred.dealer.id) == 0
+
+
+def test_end_user_limited_to_a_site_sees_only_its_devices_snapshots(services: Services) -> None:
+    cam = camera(services)
+    elsewhere = device_rows.device(services, cam.actor)  # at another site of the same dealer
+    here = services.snapshots.create(cam.actor, cam.device_id, [b"here"], content_type="image/png")
+    there = services.snapshots.create(cam.actor, elsewhere, [b"there"], content_type="image/png")
+    assert cam.actor.principal is not None
+    user = replace(
+        cam.actor,
+        principal=replace(cam.actor.principal, site_ids=frozenset({cam.site_id})),
+    )
+    assert [s.id for s in services.snapshots.list(user).items] == [here.id]
+    assert services.snapshots.get(user, here.id) == here
+    with pytest.raises(NotFound):
+        services.snapshots.get(user, there.id)
+    with pytest.raises(NotFound):
+        services.snapshots.begin(user, elsewhere, content_type="image/png")
 
 
 def _status(pid: int) -> dict[str, int]:

@@ -56,7 +56,7 @@ def _declared_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 19:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
         raise InvalidInput("Content-Length is not a number of bytes.")
     return int(value)
 
