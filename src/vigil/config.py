@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0, le=60)
     audit_signing_key_days: int = Field(default=30, ge=1, le=365)
 
+    # Largest snapshot or clip accepted in one upload (413 beyond it); clips run long.
+    snapshot_max_bytes: int = Field(default=2 * 1024**3, ge=1, le=64 * 1024**3)
+
     security_contact: str = "mailto:security@vigil.example"
     security_policy_url: str = "https://vigil.example/security-policy"
     security_languages: str = "en"
@@ -93,6 +96,10 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.home / "objects"
 
     @property
     def key_grace_default(self) -> timedelta:

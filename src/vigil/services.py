@@ -12,8 +12,10 @@ from vigil.auth.apikeys.verifier import ApiKeyVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
 from vigil.monitoring.sites import SiteService
+from vigil.monitoring.snapshots import SnapshotService
 from vigil.storage.db import Database
 from vigil.storage.idempotency import IdempotencyStore
+from vigil.storage.objects.local import LocalObjectStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
 
@@ -30,6 +32,7 @@ class Services:
     key_verifier: ApiKeyVerifier
     sites: SiteService
     idempotency: IdempotencyStore
+    snapshots: SnapshotService
 
     @classmethod
     def build(
@@ -53,6 +56,7 @@ class Services:
             checkpoint_seconds=settings.audit_checkpoint_seconds,
         )
         apps = AppService(db, audit, clock)
+        objects = LocalObjectStore(settings.objects_dir)
         return cls(
             settings=settings,
             clock=clock,
@@ -64,6 +68,7 @@ class Services:
             key_verifier=ApiKeyVerifier(db, clock),
             sites=SiteService(db, audit, clock),
             idempotency=IdempotencyStore(db),
+            snapshots=SnapshotService(db, audit, clock, objects, settings.snapshot_max_bytes),
         )
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
-from tests.support import factories
+from tests.support import device_rows, factories
 from tests.support.server import VigilServer
 
 from vigil.app import create_api
@@ -48,6 +48,17 @@ class World:
     def site_id(self) -> str:
         return self.services.sites.create(self.actor, {"name": "matrix site"}).id
 
+    @cached_property
+    def device_id(self) -> str:
+        return device_rows.device(self.services, self.actor, self.site_id)
+
+    @cached_property
+    def snapshot_id(self) -> str:
+        snapshot = self.services.snapshots.create(
+            self.actor, self.device_id, [b"\xff\xd8\xff matrix"], content_type="image/jpeg"
+        )
+        return snapshot.id
+
 
 @dataclass(frozen=True)
 class Case:
@@ -55,6 +66,14 @@ class Case:
     template: str
     path: Callable[[World], str]
     body: Callable[[World], dict[str, Any] | None] = lambda w: None
+    content: bytes | None = None  # a raw body instead of JSON (uploads)
+    content_type: str = "application/json"
+
+    def send(self, client: Any, world: World) -> Any:
+        if self.content is None:
+            return client.request(self.method, self.path(world), json=self.body(world))
+        headers = {"Content-Type": self.content_type}
+        return client.request(self.method, self.path(world), content=self.content, headers=headers)
 
 
 CASES = [
@@ -93,6 +112,20 @@ CASES = [
         "GET",
         "/v1/sites/{site_id}/arming-history",
         lambda w: f"/v1/sites/{w.site_id}/arming-history",
+    ),
+    Case(
+        "POST",
+        "/v1/devices/{device_id}/snapshots",
+        lambda w: f"/v1/devices/{w.device_id}/snapshots",
+        content=b"\xff\xd8\xff matrix",
+        content_type="image/jpeg",
+    ),
+    Case("GET", "/v1/snapshots", lambda w: "/v1/snapshots"),
+    Case("GET", "/v1/snapshots/{snapshot_id}", lambda w: f"/v1/snapshots/{w.snapshot_id}"),
+    Case(
+        "GET",
+        "/v1/snapshots/{snapshot_id}/content",
+        lambda w: f"/v1/snapshots/{w.snapshot_id}/content",
     ),
 ]
 
@@ -152,7 +185,7 @@ def test_missing_scope_is_403_with_no_side_effect(
     case.path(world)  # create the objects the route names before taking the snapshot
     before = snapshot(services, dealer.id)
     with server.client(caller.token) as client:
-        response = client.request(case.method, case.path(world), json=case.body(world))
+        response = case.send(client, world)
     assert response.status_code == 403, response.text
     assert response.json()["code"] == "insufficient_scope"
     assert response.json()["scope"] == needed.value
@@ -174,7 +207,7 @@ def test_holding_only_the_scope_is_enough(
     case.path(world)
     before = snapshot(services, dealer.id)
     with server.client(caller.token) as client:
-        response = client.request(case.method, case.path(world), json=case.body(world))
+        response = case.send(client, world)
     assert response.status_code in (200, 201), response.text
     if case.method == "POST":
         assert snapshot(services, dealer.id) != before
