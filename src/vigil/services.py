@@ -11,6 +11,7 @@ from vigil.auth.apikeys.service import ApiKeyService
 from vigil.auth.apikeys.verifier import ApiKeyVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
+from vigil.monitoring.alarms import AlarmService
 from vigil.monitoring.sites import SiteService
 from vigil.storage.db import Database
 from vigil.tenancy.apps import AppService
@@ -28,6 +29,7 @@ class Services:
     keys: ApiKeyService
     key_verifier: ApiKeyVerifier
     sites: SiteService
+    alarms: AlarmService
 
     @classmethod
     def build(
@@ -61,6 +63,7 @@ class Services:
             keys=ApiKeyService(db, audit, clock, apps, settings.key_grace_default),
             key_verifier=ApiKeyVerifier(db, clock),
             sites=SiteService(db, audit, clock),
+            alarms=AlarmService(db, audit, clock),
         )
 
     def close(self) -> None:
