@@ -313,7 +313,7 @@ class AlarmService:
                 )
             )
             alarm = Alarm.from_row(scope.one(conn, alarms, alarm_id, "alarm"))
-            details = {"status": alarm.status.value}
+            details = {"to": alarm.status.value}
             self._timeline(conn, scope, actor, alarm_id, "created", None, details, now)
             data = alarm.event_data() | {"description": alarm.description}
             self._emit(conn, scope, EventType.ALARM_CREATED, alarm_id, data, now)
@@ -453,7 +453,8 @@ class AlarmService:
                     _AUDIT[step.action],
                     target_type="alarm",
                     target_id=alarm_id,
-                    details=moved,
+                    # Closed-set values only: the agency, like notes, is free text.
+                    details={"from": before.value, "to": after.value} | step.changes,
                 ),
             )
             return alarm
