@@ -11,8 +11,8 @@ log is immutable for years, and a note may name a person.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -232,18 +232,24 @@ def _bounded(text: str | None, limit: int, name: str) -> None:
         raise InvalidInput(f"'{name}' is longer than {limit} characters.")
 
 
-def _aware(value: datetime | None, name: str) -> None:
-    if value is not None and value.utcoffset() is None:
+def _utc(value: datetime, name: str) -> datetime:
+    """`value` in UTC. A naive time is refused rather than guessed; so is one that has no UTC
+    equivalent (0001-01-01T00:00+01:00 is before year 1 in UTC), which would otherwise fail
+    deep in the storage as a 500."""
+    if value.utcoffset() is None:
         raise InvalidInput(f"'{name}' needs a time zone, e.g. 2026-01-01T00:00:00Z.")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"'{name}' is out of range.") from None
 
 
-def _check(new: NewAlarm) -> None:
+def _check(new: NewAlarm) -> NewAlarm:
     """The service's own checks, so every front (not only the API's schema) is held to them.
 
     `occurred_at` is not bounded against the clock: a panel with a wrong clock must still be
     able to raise a fire alarm, and listings order by arrival (`seq`), not by this time.
     """
-    _aware(new.occurred_at, "occurred_at")
     if new.priority is not None and new.priority not in PRIORITIES:
         raise InvalidInput("'priority' runs from 1 (most urgent) to 5.")
     _bounded(new.zone, MAX_ZONE, "zone")
@@ -254,6 +260,7 @@ def _check(new: NewAlarm) -> None:
         raise InvalidInput("'snapshot_ids' holds something that is not a snapshot id.")
     if len(set(new.snapshot_ids)) != len(new.snapshot_ids):
         raise InvalidInput("'snapshot_ids' names a snapshot twice.")
+    return replace(new, occurred_at=_utc(new.occurred_at, "occurred_at"))
 
 
 def _precondition(row: RowMapping, expected: int | None) -> None:
@@ -285,7 +292,7 @@ class AlarmService:
 
     def create(self, actor: Actor, new: NewAlarm) -> Alarm:
         scope = scope_of(actor)
-        _check(new)
+        new = _check(new)
         now = self._clock.now()
         alarm_id = new_id("alarm")
         with self._db.transaction() as conn:
@@ -340,8 +347,11 @@ class AlarmService:
     def list(
         self, actor: Actor, flt: AlarmFilter, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Alarm]:
-        _aware(flt.since, "since")
-        _aware(flt.until, "until")
+        flt = replace(
+            flt,
+            since=flt.since and _utc(flt.since, "since"),
+            until=flt.until and _utc(flt.until, "until"),
+        )
         query = list_query(scope_of(actor), flt, limit, cursor)
         with self._db.read() as conn:
             rows = [(int(m["seq"]), Alarm.from_row(m)) for m in conn.execute(query).mappings()]
