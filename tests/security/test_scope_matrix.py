@@ -19,7 +19,7 @@ from vigil.app import create_api
 from vigil.auth.actor import Actor
 from vigil.auth.scopes import Scope
 from vigil.edge.authorization import RequiredScope
-from vigil.monitoring.alarms import AlarmType, NewAlarm
+from vigil.monitoring.alarm_models import AlarmType, NewAlarm
 from vigil.services import Services
 from vigil.storage.tables import (
     alarm_timeline,

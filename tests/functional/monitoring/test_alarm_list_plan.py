@@ -12,8 +12,9 @@ from sqlalchemy import Connection, Select
 from vigil.auth.actor import Tenant
 from vigil.auth.principal import Environment
 from vigil.core.pagination import encode_cursor
+from vigil.monitoring.alarm_models import AlarmFilter, AlarmType
 from vigil.monitoring.alarm_states import AlarmStatus
-from vigil.monitoring.alarms import AlarmFilter, AlarmType, list_query
+from vigil.monitoring.alarms import list_query
 from vigil.monitoring.scoping import TenantScope
 from vigil.services import Services
 

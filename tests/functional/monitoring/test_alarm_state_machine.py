@@ -18,8 +18,8 @@ from tests.support import factories
 from vigil.auth.actor import Actor
 from vigil.core.errors import Conflict, PreconditionFailed
 from vigil.events.outbox import events_for
+from vigil.monitoring.alarm_models import AlarmType, NewAlarm, ResolutionCode
 from vigil.monitoring.alarm_states import AlarmAction, AlarmStatus
-from vigil.monitoring.alarms import AlarmType, NewAlarm, ResolutionCode
 from vigil.services import Services
 from vigil.storage.tables import audit_events
 

@@ -15,7 +15,7 @@ from vigil.api.params import DEFAULT, Cursor, IfMatchHeader, Limit, ListPage, if
 from vigil.auth.actor import Actor
 from vigil.auth.scopes import Scope
 from vigil.edge.authorization import requires
-from vigil.monitoring import alarms as m
+from vigil.monitoring import alarm_models as m
 from vigil.monitoring.alarm_states import AlarmStatus
 from vigil.services import Services
 
