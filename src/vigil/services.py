@@ -11,6 +11,7 @@ from vigil.auth.apikeys.service import ApiKeyService
 from vigil.auth.apikeys.verifier import ApiKeyVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
+from vigil.monitoring.alarms import AlarmService
 from vigil.monitoring.sites import SiteService
 from vigil.monitoring.snapshots import SnapshotService
 from vigil.storage.db import Database
@@ -33,6 +34,7 @@ class Services:
     sites: SiteService
     idempotency: IdempotencyStore
     snapshots: SnapshotService
+    alarms: AlarmService
 
     @classmethod
     def build(
@@ -69,6 +71,7 @@ class Services:
             sites=SiteService(db, audit, clock),
             idempotency=IdempotencyStore(db),
             snapshots=SnapshotService(db, audit, clock, objects, settings.snapshot_max_bytes),
+            alarms=AlarmService(db, audit, clock),
         )
 
     def close(self) -> None:

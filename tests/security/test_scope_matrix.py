@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -18,6 +19,7 @@ from vigil.app import create_api
 from vigil.auth.actor import Actor
 from vigil.auth.scopes import Scope
 from vigil.edge.authorization import RequiredScope
+from vigil.monitoring.alarm_models import AlarmType, NewAlarm
 from vigil.services import Services
 from vigil.storage.tables import (
     alarm_timeline,
@@ -58,6 +60,20 @@ class World:
             self.actor, self.device_id, [b"\xff\xd8\xff matrix"], content_type="image/jpeg"
         )
         return snapshot.id
+
+    @cached_property
+    def alarm_id(self) -> str:
+        """A `new` alarm: it can be acknowledged, resolved and annotated."""
+        new = NewAlarm(self.site_id, AlarmType.BURGLARY, datetime.now(UTC))
+        return self.services.alarms.create(self.actor, new).id
+
+    @cached_property
+    def acknowledged_alarm_id(self) -> str:
+        """A fresh alarm acknowledged by the target, so it can be dispatched."""
+        new = NewAlarm(self.site_id, AlarmType.FIRE, datetime.now(UTC))
+        alarm_id = self.services.alarms.create(self.actor, new).id
+        self.services.alarms.acknowledge(self.actor, alarm_id)
+        return alarm_id
 
 
 @dataclass(frozen=True)
@@ -127,6 +143,38 @@ CASES = [
         "/v1/snapshots/{snapshot_id}/content",
         lambda w: f"/v1/snapshots/{w.snapshot_id}/content",
     ),
+    Case("GET", "/v1/alarms", lambda w: "/v1/alarms"),
+    Case(
+        "POST",
+        "/v1/alarms",
+        lambda w: "/v1/alarms",
+        lambda w: {"site_id": w.site_id, "type": "panic", "occurred_at": "2026-11-27T22:00:00Z"},
+    ),
+    Case("GET", "/v1/alarms/{alarm_id}", lambda w: f"/v1/alarms/{w.alarm_id}"),
+    Case("GET", "/v1/alarms/{alarm_id}/timeline", lambda w: f"/v1/alarms/{w.alarm_id}/timeline"),
+    Case(
+        "POST",
+        "/v1/alarms/{alarm_id}/acknowledge",
+        lambda w: f"/v1/alarms/{w.alarm_id}/acknowledge",
+    ),
+    Case(
+        "POST",
+        "/v1/alarms/{alarm_id}/dispatch",
+        lambda w: f"/v1/alarms/{w.acknowledged_alarm_id}/dispatch",
+        lambda w: {"agency": "police"},
+    ),
+    Case(
+        "POST",
+        "/v1/alarms/{alarm_id}/resolve",
+        lambda w: f"/v1/alarms/{w.alarm_id}/resolve",
+        lambda w: {"resolution_code": "false_alarm"},
+    ),
+    Case(
+        "POST",
+        "/v1/alarms/{alarm_id}/annotate",
+        lambda w: f"/v1/alarms/{w.alarm_id}/annotate",
+        lambda w: {"note": "matrix note"},
+    ),
 ]
 
 # Tenant tables whose rows or versions any scoped route could change.
@@ -182,7 +230,7 @@ def test_missing_scope_is_403_with_no_side_effect(
     if case.template == "/v1/apps/{app_id}/keys":
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
     caller = factories.credential(services, owner=dealer, scopes=set(Scope) - {needed})
-    case.path(world)  # create the objects the route names before taking the snapshot
+    case.path(world), case.body(world)  # create the objects named before the snapshot
     before = snapshot(services, dealer.id)
     with server.client(caller.token) as client:
         response = case.send(client, world)
@@ -204,7 +252,7 @@ def test_holding_only_the_scope_is_enough(
     if case.template == "/v1/apps/{app_id}/keys":
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
     caller = factories.credential(services, owner=dealer, scopes={needed})
-    case.path(world)
+    case.path(world), case.body(world)
     before = snapshot(services, dealer.id)
     with server.client(caller.token) as client:
         response = case.send(client, world)
