@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0, le=60)
     audit_signing_key_days: int = Field(default=30, ge=1, le=365)
 
+    # How often the server looks for devices past their heartbeat window (monitoring/presence.py):
+    # the worst-case delay of a `device.offline` event beyond the window itself.
+    presence_sweep_seconds: float = Field(default=15.0, gt=0, le=3600)
+
     security_contact: str = "mailto:security@vigil.example"
     security_policy_url: str = "https://vigil.example/security-policy"
     security_languages: str = "en"

@@ -11,7 +11,10 @@ from vigil.auth.apikeys.service import ApiKeyService
 from vigil.auth.apikeys.verifier import ApiKeyVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
+from vigil.monitoring.devices import DeviceService
+from vigil.monitoring.presence import PresenceService
 from vigil.monitoring.sites import SiteService
+from vigil.monitoring.telemetry import TelemetryService
 from vigil.storage.db import Database
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
@@ -28,6 +31,9 @@ class Services:
     keys: ApiKeyService
     key_verifier: ApiKeyVerifier
     sites: SiteService
+    devices: DeviceService
+    telemetry: TelemetryService
+    presence: PresenceService
 
     @classmethod
     def build(
@@ -61,6 +67,9 @@ class Services:
             keys=ApiKeyService(db, audit, clock, apps, settings.key_grace_default),
             key_verifier=ApiKeyVerifier(db, clock),
             sites=SiteService(db, audit, clock),
+            devices=DeviceService(db, audit, clock),
+            telemetry=TelemetryService(db, audit, clock),
+            presence=PresenceService(db, audit, clock),
         )
 
     def close(self) -> None:

@@ -48,6 +48,11 @@ class World:
     def site_id(self) -> str:
         return self.services.sites.create(self.actor, {"name": "matrix site"}).id
 
+    @cached_property
+    def device_id(self) -> str:
+        fields = {"site_id": self.site_id, "kind": "sensor", "serial": f"M-{self.site_id}"}
+        return self.services.devices.create(self.actor, fields | {"name": "matrix sensor"}).id
+
 
 @dataclass(frozen=True)
 class Case:
@@ -93,6 +98,31 @@ CASES = [
         "GET",
         "/v1/sites/{site_id}/arming-history",
         lambda w: f"/v1/sites/{w.site_id}/arming-history",
+    ),
+    Case("GET", "/v1/devices", lambda w: "/v1/devices"),
+    Case(
+        "POST",
+        "/v1/devices",
+        lambda w: "/v1/devices",
+        lambda w: {"site_id": w.site_id, "kind": "panel", "serial": "P-1", "name": "panel"},
+    ),
+    Case("GET", "/v1/devices/{device_id}", lambda w: f"/v1/devices/{w.device_id}"),
+    Case(
+        "PATCH",
+        "/v1/devices/{device_id}",
+        lambda w: f"/v1/devices/{w.device_id}",
+        lambda w: {"firmware_version": "2.0"},
+    ),
+    Case(
+        "POST",
+        "/v1/devices/{device_id}/telemetry",
+        lambda w: f"/v1/devices/{w.device_id}/telemetry",
+        lambda w: {"readings": [{"metric": "t", "value": 1, "timestamp": "2026-01-01T00:00:00Z"}]},
+    ),
+    Case(
+        "GET",
+        "/v1/devices/{device_id}/telemetry",
+        lambda w: f"/v1/devices/{w.device_id}/telemetry",
     ),
 ]
 
@@ -149,7 +179,7 @@ def test_missing_scope_is_403_with_no_side_effect(
     if case.template == "/v1/apps/{app_id}/keys":
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
     caller = factories.credential(services, owner=dealer, scopes=set(Scope) - {needed})
-    case.path(world)  # create the objects the route names before taking the snapshot
+    case.path(world), case.body(world)  # create the objects the route names, then snapshot
     before = snapshot(services, dealer.id)
     with server.client(caller.token) as client:
         response = client.request(case.method, case.path(world), json=case.body(world))
@@ -171,7 +201,7 @@ def test_holding_only_the_scope_is_enough(
     if case.template == "/v1/apps/{app_id}/keys":
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
     caller = factories.credential(services, owner=dealer, scopes={needed})
-    case.path(world)
+    case.path(world), case.body(world)
     before = snapshot(services, dealer.id)
     with server.client(caller.token) as client:
         response = client.request(case.method, case.path(world), json=case.body(world))
