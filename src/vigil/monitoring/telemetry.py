@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, with_config
 from sqlalchemy import Connection, Integer, Select, and_, func, literal_column, or_
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from vigil.audit.actions import AuditAction
 from vigil.audit.log import AuditLog
@@ -62,18 +63,25 @@ Metric = Annotated[
 ]
 
 
-class Reading(BaseModel):
-    """One reading. The rules are enforced as the batch is parsed (in pydantic's compiled
-    core, so a 1,000-reading batch costs no per-reading Python): finite values only,
-    timezone-aware timestamps, bounded metric names."""
+@with_config(ConfigDict(extra="forbid", allow_inf_nan=False))
+class Reading(TypedDict):
+    """One reading. The rules are enforced as the batch is parsed, in pydantic's compiled core:
+    finite values only, timezone-aware timestamps, bounded metric names. A TypedDict rather than
+    a model: validating a 1,000-reading batch into plain dicts costs half as much."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
     metric: Metric
-    value: float = Field(description="A finite number.", examples=[21.5])
-    timestamp: AwareDatetime = Field(
-        description="When it was measured; ISO 8601 with a zone.",
-        examples=["2026-11-27T21:00:00Z"],
-    )
+    value: Annotated[float, Field(description="A finite number.", examples=[21.5])]
+    timestamp: Annotated[
+        AwareDatetime,
+        Field(
+            description="When it was measured; ISO 8601 with a zone.",
+            examples=["2026-11-27T21:00:00Z"],
+        ),
+    ]
+
+
+# For fronts other than the API (which validates through its request model).
+READINGS = TypeAdapter(list[Reading])
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +125,15 @@ def _insert(
                 dealer,
                 env,
                 device_id,
-                r.metric,
-                r.value,
-                r.timestamp.astimezone(UTC).isoformat(" ", "microseconds")[:26],
+                r["metric"],
+                r["value"],
+                r["timestamp"].astimezone(UTC).isoformat(" ", "microseconds")[:26],
             )
             for r in rows
         ]
     else:
         marker = "%s"
-        params = [(dealer, env, device_id, r.metric, r.value, r.timestamp) for r in rows]
+        params = [(dealer, env, device_id, r["metric"], r["value"], r["timestamp"]) for r in rows]
     sql = (
         f"INSERT INTO telemetry ({', '.join(_COLUMNS)}) "  # noqa: S608 - fixed names
         f"VALUES ({', '.join([marker] * len(_COLUMNS))})"
@@ -172,11 +180,13 @@ class TelemetryService:
             raise InvalidInput(f"At most {MAX_READINGS} readings per call.")
         scope = scope_of(actor)
         now = self._clock.now()
-        if max(r.timestamp for r in readings) > now + MAX_AHEAD:
+        if max(r["timestamp"] for r in readings) > now + MAX_AHEAD:
             raise InvalidInput("A reading is timestamped in the future; check the device clock.")
-        if min(r.timestamp for r in readings) < EARLIEST:
+        if min(r["timestamp"] for r in readings) < EARLIEST:
             raise InvalidInput("A reading is timestamped before 2000; check the device clock.")
-        heartbeat = max((r.timestamp for r in readings if r.metric == HEARTBEAT), default=None)
+        heartbeat = max(
+            (r["timestamp"] for r in readings if r["metric"] == HEARTBEAT), default=None
+        )
         with self._db.transaction() as conn:
             device = scope.one(conn, devices, device_id, "device")
             _insert(conn, scope.values(), device_id, readings)
