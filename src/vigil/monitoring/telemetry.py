@@ -141,9 +141,23 @@ def _insert(
     conn.exec_driver_sql(sql, params)
 
 
-def _aware(name: str, value: datetime | None) -> None:
-    if value is not None and value.tzinfo is None:
-        raise InvalidInput(f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z).")
+def _range(
+    since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """Check a query's [since, until) and clamp it to where readings can be (EARLIEST to
+    MAX_AHEAD past now): the answer is the same, and a year-1 bound never reaches the storage
+    layer, where converting it to UTC would overflow."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput(f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z).")
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput("since must be before until.")
+    latest = now + MAX_AHEAD
+
+    def clamp(value: datetime | None) -> datetime | None:
+        return None if value is None else min(max(value, EARLIEST), latest)
+
+    return clamp(since), clamp(until)
 
 
 def _encode(moment: datetime, seq: int) -> str:
@@ -259,12 +273,10 @@ class TelemetryService:
         scope = scope_of(actor)
         if not MIN_BUCKET_SECONDS <= bucket_seconds <= MAX_BUCKET_SECONDS:
             raise InvalidInput(f"bucket is {MIN_BUCKET_SECONDS} to {MAX_BUCKET_SECONDS} seconds.")
-        _aware("until", until)
-        _aware("since", since)
-        until = until or self._clock.now()
-        since = since or until - timedelta(days=1)
-        if since >= until:
-            raise InvalidInput("since must be before until.")
+        now = self._clock.now()
+        since, until = _range(since, until, now)
+        until = until or now
+        since = since or max(until - timedelta(days=1), EARLIEST)
         if (until - since) > timedelta(seconds=bucket_seconds * MAX_BUCKETS):
             raise InvalidInput(
                 f"At most {MAX_BUCKETS} buckets per query: widen the bucket or narrow the range."
@@ -310,10 +322,7 @@ class TelemetryService:
         since: datetime | None,
         until: datetime | None,
     ) -> Select[Any]:
-        _aware("since", since)
-        _aware("until", until)
-        if since is not None and until is not None and since >= until:
-            raise InvalidInput("since must be before until.")
+        since, until = _range(since, until, self._clock.now())
         c = telemetry.c
         query = scope.select(telemetry, c.metric, c.value, c.recorded_at).where(
             c.device_id == device_id

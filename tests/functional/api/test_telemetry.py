@@ -207,6 +207,11 @@ def test_raw_readings_page_newest_first_within_the_range(
             url, params={"since": _iso(HOUR + timedelta(hours=1)), "until": _iso(HOUR)}
         )
         naive = client.get(url, params={"since": "2026-11-27T10:00:00"})
+        extremes = {"since": "0001-01-01T00:00:00+01:00", "until": "9999-12-31T23:59:59-01:00"}
+        all_time = client.get(url, params=extremes)
+        ancient = client.get(
+            url, params={"metric": "humidity", "bucket": 3600, "until": extremes["since"]}
+        )
         bad_cursor = client.get(url, params={"cursor": "bm9wZQ"})
     assert everything["bucket_seconds"] is None
     assert len(everything["data"]) == 7
@@ -214,6 +219,8 @@ def test_raw_readings_page_newest_first_within_the_range(
     assert backwards.status_code == 422
     assert naive.status_code == 422
     assert bad_cursor.status_code == 422
+    assert len(all_time.json()["data"]) == 7
+    assert ancient.json()["data"] == []
 
 
 def test_downsampling_gives_min_max_avg_count_per_bucket(
