@@ -169,7 +169,7 @@ class PresenceService:
 
     def _take_offline(self, overdue: list[_Overdue], now: datetime) -> int:
         c = devices.c
-        marked = 0
+        marked: list[_Overdue] = []
         with self._db.transaction() as conn:
             for device in overdue:
                 # Compare-and-set on what was judged: a heartbeat since the read moved
@@ -185,11 +185,14 @@ class PresenceService:
                     )
                     .values(status=DeviceStatus.OFFLINE.value, updated_at=now)
                 )
-                if result.rowcount != 1:
-                    continue
+                if result.rowcount == 1:
+                    marked.append(device)
+            # Audit chain heads are locked only after every device row, and in chain order:
+            # an ingest holds its device's row and then wants its chain's head, so taking a
+            # head before the next device row could deadlock against it on PostgreSQL.
+            for device in sorted(marked, key=lambda d: (d.dealer_id, d.environment, d.seq)):
                 self._announce(conn, device, now)
-                marked += 1
-        return marked
+        return len(marked)
 
     def _announce(self, conn: Connection, device: _Overdue, now: datetime) -> None:
         data: dict[str, Any] = {
