@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from vigil import __version__
 from vigil.api import errors, openapi, wellknown
-from vigil.api.v1 import alarms, apps, audit, me, sites, snapshots
+from vigil.api.v1 import alarms, apps, audit, devices, me, sites, snapshots, telemetry
 from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
 from vigil.edge.asgi import ASGIApp, Scope, header, state
@@ -51,6 +51,8 @@ def create_api(services: Services) -> FastAPI:
         apps.router,
         audit.router,
         sites.router,
+        devices.router,
+        telemetry.router,
         alarms.router,
         snapshots.router,
         wellknown.router,

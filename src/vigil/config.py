@@ -60,6 +60,9 @@ class Settings(BaseSettings):
 
     # Largest snapshot or clip accepted in one upload (413 beyond it); clips run long.
     snapshot_max_bytes: int = Field(default=2 * 1024**3, ge=1, le=64 * 1024**3)
+    # How often the server looks for devices past their heartbeat window (monitoring/presence.py):
+    # the worst-case delay of a `device.offline` event beyond the window itself.
+    presence_sweep_seconds: float = Field(default=15.0, gt=0, le=3600)
 
     security_contact: str = "mailto:security@vigil.example"
     security_policy_url: str = "https://vigil.example/security-policy"

@@ -12,8 +12,11 @@ from vigil.auth.apikeys.verifier import ApiKeyVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
 from vigil.monitoring.alarms import AlarmService
+from vigil.monitoring.devices import DeviceService
+from vigil.monitoring.presence import PresenceService
 from vigil.monitoring.sites import SiteService
 from vigil.monitoring.snapshots import SnapshotService
+from vigil.monitoring.telemetry import TelemetryService
 from vigil.storage.db import Database
 from vigil.storage.idempotency import IdempotencyStore
 from vigil.storage.objects.local import LocalObjectStore
@@ -35,6 +38,9 @@ class Services:
     idempotency: IdempotencyStore
     snapshots: SnapshotService
     alarms: AlarmService
+    devices: DeviceService
+    telemetry: TelemetryService
+    presence: PresenceService
 
     @classmethod
     def build(
@@ -72,6 +78,9 @@ class Services:
             idempotency=IdempotencyStore(db),
             snapshots=SnapshotService(db, audit, clock, objects, settings.snapshot_max_bytes),
             alarms=AlarmService(db, audit, clock),
+            devices=DeviceService(db, audit, clock),
+            telemetry=TelemetryService(db, audit, clock),
+            presence=PresenceService(db, audit, clock),
         )
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
-from tests.support import device_rows, factories
+from tests.support import factories
 from tests.support.server import VigilServer
 
 from vigil.app import create_api
@@ -52,7 +52,8 @@ class World:
 
     @cached_property
     def device_id(self) -> str:
-        return device_rows.device(self.services, self.actor, self.site_id)
+        fields = {"site_id": self.site_id, "kind": "sensor", "serial": f"M-{self.site_id}"}
+        return self.services.devices.create(self.actor, fields | {"name": "matrix sensor"}).id
 
     @cached_property
     def snapshot_id(self) -> str:
@@ -175,6 +176,31 @@ CASES = [
         lambda w: f"/v1/alarms/{w.alarm_id}/annotate",
         lambda w: {"note": "matrix note"},
     ),
+    Case("GET", "/v1/devices", lambda w: "/v1/devices"),
+    Case(
+        "POST",
+        "/v1/devices",
+        lambda w: "/v1/devices",
+        lambda w: {"site_id": w.site_id, "kind": "panel", "serial": "P-1", "name": "panel"},
+    ),
+    Case("GET", "/v1/devices/{device_id}", lambda w: f"/v1/devices/{w.device_id}"),
+    Case(
+        "PATCH",
+        "/v1/devices/{device_id}",
+        lambda w: f"/v1/devices/{w.device_id}",
+        lambda w: {"firmware_version": "2.0"},
+    ),
+    Case(
+        "POST",
+        "/v1/devices/{device_id}/telemetry",
+        lambda w: f"/v1/devices/{w.device_id}/telemetry",
+        lambda w: {"readings": [{"metric": "t", "value": 1, "timestamp": "2026-01-01T00:00:00Z"}]},
+    ),
+    Case(
+        "GET",
+        "/v1/devices/{device_id}/telemetry",
+        lambda w: f"/v1/devices/{w.device_id}/telemetry",
+    ),
 ]
 
 # Tenant tables whose rows or versions any scoped route could change.
@@ -231,6 +257,7 @@ def test_missing_scope_is_403_with_no_side_effect(
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
     caller = factories.credential(services, owner=dealer, scopes=set(Scope) - {needed})
     case.path(world), case.body(world)  # create the objects named before the snapshot
+    case.path(world), case.body(world)  # create the objects the route names, then snapshot
     before = snapshot(services, dealer.id)
     with server.client(caller.token) as client:
         response = case.send(client, world)
