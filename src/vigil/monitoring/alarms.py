@@ -12,7 +12,7 @@ log is immutable for years, and a note may name a person.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -25,6 +25,7 @@ from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput, NotFound, PreconditionFailed
 from vigil.core.ids import new_id
 from vigil.core.pagination import Page, decode_cursor, page_of
+from vigil.core.times import to_utc
 from vigil.events.outbox import emit
 from vigil.events.types import EventType
 from vigil.monitoring.alarm_models import (
@@ -119,18 +120,6 @@ def _bounded(text: str | None, limit: int, name: str) -> None:
         raise InvalidInput(f"'{name}' is longer than {limit} characters.")
 
 
-def _utc(value: datetime, name: str) -> datetime:
-    """`value` in UTC. A naive time is refused rather than guessed; so is one that has no UTC
-    equivalent (0001-01-01T00:00+01:00 is before year 1 in UTC), which would otherwise fail
-    deep in the storage as a 500."""
-    if value.utcoffset() is None:
-        raise InvalidInput(f"'{name}' needs a time zone, e.g. 2026-01-01T00:00:00Z.")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput(f"'{name}' is out of range.") from None
-
-
 def _check(new: NewAlarm) -> NewAlarm:
     """The service's own checks, so every front (not only the API's schema) is held to them.
 
@@ -147,7 +136,7 @@ def _check(new: NewAlarm) -> NewAlarm:
         raise InvalidInput("'snapshot_ids' holds something that is not a snapshot id.")
     if len(set(new.snapshot_ids)) != len(new.snapshot_ids):
         raise InvalidInput("'snapshot_ids' names a snapshot twice.")
-    return replace(new, occurred_at=_utc(new.occurred_at, "occurred_at"))
+    return replace(new, occurred_at=to_utc(new.occurred_at, "occurred_at"))
 
 
 def _precondition(row: RowMapping, expected: int | None) -> None:
@@ -236,8 +225,8 @@ class AlarmService:
     ) -> Page[Alarm]:
         flt = replace(
             flt,
-            since=flt.since and _utc(flt.since, "since"),
-            until=flt.until and _utc(flt.until, "until"),
+            since=flt.since and to_utc(flt.since, "since"),
+            until=flt.until and to_utc(flt.until, "until"),
         )
         query = list_query(scope_of(actor), flt, limit, cursor)
         with self._db.read() as conn:

@@ -26,6 +26,7 @@ from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from vigil.core.ids import new_id
 from vigil.core.pagination import Page, decode_cursor, page_of
+from vigil.core.times import optional_utc
 from vigil.events.outbox import emit
 from vigil.events.types import EventType
 from vigil.monitoring.scoping import TenantScope, scope_of
@@ -167,8 +168,7 @@ class SnapshotService:
             raise PayloadTooLarge(f"A snapshot may be at most {self.max_bytes} bytes.")
         if sha256 is not None and not _SHA256_HEX.fullmatch(sha256):
             raise InvalidInput("A SHA-256 digest is 64 lowercase hexadecimal characters.")
-        if captured_at is not None and captured_at.tzinfo is None:
-            raise InvalidInput("'captured_at' needs a time zone, e.g. 2026-01-01T00:00:00Z.")
+        captured_at = optional_utc(captured_at, "captured_at")
         with self._db.read() as conn:
             device = scope.one(conn, devices, device_id, "device")
             if alarm_id is not None:
