@@ -172,7 +172,7 @@ def snapshot_round_trip(
 
     headers = {
         "Authorization": f"Bearer {token}",
-        "Content-Type": "application/octet-stream",
+        "Content-Type": "video/mp4",
         "Content-Length": str(size),
     }
     with httpx.Client(verify=tls, timeout=600) as client:
