@@ -10,62 +10,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import insert
 from tests.support import factories
 from tests.support.server import VigilServer
 
 from vigil.auth.scopes import Scope
-from vigil.core.ids import new_id
 from vigil.events.outbox import events_for
 from vigil.services import Services
-from vigil.storage.tables import devices, snapshots
 
 WHEN = "2026-11-27T22:14:05Z"
 BURGLARY = {"type": "burglary", "occurred_at": WHEN}
 PROBLEM = "application/problem+json"
-
-
-# Devices and snapshots are written straight into their tables: their services are built in
-# parallel with this one, and these tests only need rows to point at.
-def _device(services: Services, cred: factories.Credential, site_id: str) -> str:
-    now, device_id = datetime.now(UTC), new_id("dev")
-    with services.db.transaction() as conn:
-        conn.execute(
-            insert(devices).values(
-                id=device_id,
-                dealer_id=cred.dealer.id,
-                environment=cred.app.environment.value,
-                site_id=site_id,
-                kind="camera",
-                serial=new_id("sn"),
-                name="Loading bay camera",
-                status="online",
-                heartbeat_seconds=60,
-                version=1,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-    return device_id
-
-
-def _snapshot(services: Services, cred: factories.Credential, device_id: str) -> str:
-    snapshot_id = new_id("snap")
-    with services.db.transaction() as conn:
-        conn.execute(
-            insert(snapshots).values(
-                id=snapshot_id,
-                dealer_id=cred.dealer.id,
-                environment=cred.app.environment.value,
-                device_id=device_id,
-                content_type="image/jpeg",
-                size=3,
-                sha256="0" * 64,
-                object_key=snapshot_id,
-                created_at=datetime.now(UTC),
-            )
-        )
-    return snapshot_id
 
 
 def _site(client: httpx.Client) -> str:
@@ -91,8 +45,8 @@ def test_raised_alarm_reads_back_new_with_its_event_and_timeline(
     cred = factories.credential(services)
     with server.client(cred.token) as client:
         site_id = _site(client)
-        device_id = _device(services, cred, site_id)
-        snapshot_id = _snapshot(services, cred, device_id)
+        device_id = factories.camera(services, factories.actor_of(services, cred), site_id)
+        snapshot_id = factories.snapshot(services, factories.actor_of(services, cred), device_id)
         created = client.post(
             "/v1/alarms",
             json=BURGLARY
@@ -127,11 +81,17 @@ def test_bad_alarm_input_is_a_problem_not_a_crash(server: VigilServer, services:
     stranger = factories.credential(services)
     with server.client(stranger.token) as client:
         foreign_site = _site(client)
-    foreign_device = _device(services, stranger, foreign_site)
+    foreign_device = factories.camera(
+        services, factories.actor_of(services, stranger), foreign_site
+    )
     with server.client(cred.token) as client:
         site_id, other_site = _site(client), _site(client)
-        device_elsewhere = _device(services, cred, other_site)
-        snapshot_elsewhere = _snapshot(services, cred, device_elsewhere)
+        device_elsewhere = factories.camera(
+            services, factories.actor_of(services, cred), other_site
+        )
+        snapshot_elsewhere = factories.snapshot(
+            services, factories.actor_of(services, cred), device_elsewhere
+        )
         body = BURGLARY | {"site_id": site_id}
         unprocessable = [
             client.post("/v1/alarms", json=body | {"occurred_at": "2026-11-27T22:14:05"}),

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 from tests.conftest import DatabaseFactory
-from tests.support import device_rows, factories
+from tests.support import factories
 from tests.support.server import VigilServer
 
 from vigil.auth.actor import Actor
@@ -45,8 +45,8 @@ class Camera:
 def camera(services: Services, **credential: object) -> Camera:
     cred = factories.credential(services, **credential)  # type: ignore[arg-type]
     actor = factories.actor_of(services, cred)
-    site_id = device_rows.site(services, actor)
-    return Camera(cred, actor, site_id, device_rows.device(services, actor, site_id))
+    site_id = factories.site(services, actor)
+    return Camera(cred, actor, site_id, factories.camera(services, actor, site_id))
 
 
 def stored_files(home: Path, dealer_id: str) -> list[Path]:
@@ -252,7 +252,7 @@ def test_wrong_digest_is_422_and_nothing_is_stored(server: VigilServer, services
 
 def test_bad_uploads_are_problems_not_crashes(server: VigilServer, services: Services) -> None:
     cam = camera(services)
-    other_site_alarm = device_rows.alarm(services, cam.actor, device_rows.site(services, cam.actor))
+    other_site_alarm = factories.alarm(services, cam.actor, factories.site(services, cam.actor))
     with server.client(cam.cred.token) as client:
         html = client.post(cam.url, content=b"<script>", headers={"Content-Type": "text/html"})
         untyped = client.post(cam.url, content=b"\xff\xd8\xff")
@@ -283,7 +283,7 @@ def test_snapshot_attaches_to_an_alarm_and_lists_by_it(
     server: VigilServer, services: Services
 ) -> None:
     cam = camera(services)
-    alarm_id = device_rows.alarm(services, cam.actor, cam.site_id)
+    alarm_id = factories.alarm(services, cam.actor, cam.site_id)
     with server.client(cam.cred.token) as client:
         loose = client.post(cam.url, content=b"loose", headers=JPEG).json()
         attached = [
@@ -314,7 +314,7 @@ def test_other_tenants_devices_alarms_and_snapshots_are_not_found(
     mine = camera(services)
     theirs = camera(services)  # another dealer
     production = camera(services, owner=mine.cred.dealer, environment=Environment.PRODUCTION)
-    their_alarm = device_rows.alarm(services, theirs.actor, theirs.site_id)
+    their_alarm = factories.alarm(services, theirs.actor, theirs.site_id)
     with server.client(theirs.cred.token) as client:
         their_snap = client.post(theirs.url, content=b"theirs", headers=JPEG).json()["id"]
     with server.client(mine.cred.token) as client:
@@ -337,7 +337,7 @@ def test_other_tenants_devices_alarms_and_snapshots_are_not_found(
 
 def test_end_user_limited_to_a_site_sees_only_its_devices_snapshots(services: Services) -> None:
     cam = camera(services)
-    elsewhere = device_rows.device(services, cam.actor)  # at another site of the same dealer
+    elsewhere = factories.camera(services, cam.actor)  # at another site of the same dealer
     here = services.snapshots.create(cam.actor, cam.device_id, [b"here"], content_type="image/png")
     there = services.snapshots.create(cam.actor, elsewhere, [b"there"], content_type="image/png")
     assert cam.actor.principal is not None
