@@ -8,60 +8,65 @@ authentication instead (S8: "ciphertexts are bound to tenant and record").
 
 Encoding: the five fields joined by NUL and UTF-8 encoded. Fields must be non-empty and may not
 contain NUL, which makes the encoding injective (two different bindings never give the same bytes)
-while costing one `join` per record: the 1 KiB record path is measured against raw AES-GCM.
+while costing one `join` per record: the 1 KiB record path is measured against raw AES-GCM, so a
+binding is a tuple (immutable, built by one C call) rather than a class with attribute writes.
 """
 
 from __future__ import annotations
 
 from vigil.crypto.errors import InvalidBinding
 
-_FIELDS = 5
+_SEPARATORS = 4
 
 
-class Binding:
-    """An immutable AAD binding; `aad` is computed once."""
+class Binding(tuple[bytes, str, str, str, str, str]):
+    """An immutable AAD binding; `aad` is computed once, at construction."""
 
-    __slots__ = ("aad", "environment", "field", "record_id", "record_type", "tenant")
+    __slots__ = ()
 
-    tenant: str
-    environment: str
-    record_type: str
-    record_id: str
-    field: str
-    aad: bytes
-
-    def __init__(
-        self, tenant: str, environment: str, record_type: str, record_id: str, field: str
-    ) -> None:
+    def __new__(
+        cls, tenant: str, environment: str, record_type: str, record_id: str, field: str
+    ) -> Binding:
         joined = "\0".join((tenant, environment, record_type, record_id, field))
-        if joined.count("\0") != _FIELDS - 1 or not (
+        if joined.count("\0") != _SEPARATORS or not (
             tenant and environment and record_type and record_id and field
         ):
             raise InvalidBinding("binding fields must be non-empty and free of NUL bytes")
-        set_ = object.__setattr__
-        set_(self, "tenant", tenant)
-        set_(self, "environment", environment)
-        set_(self, "record_type", record_type)
-        set_(self, "record_id", record_id)
-        set_(self, "field", field)
-        set_(self, "aad", joined.encode("utf-8"))
+        return tuple.__new__(
+            cls, (joined.encode("utf-8"), tenant, environment, record_type, record_id, field)
+        )
+
+    @property
+    def aad(self) -> bytes:
+        return self[0]
+
+    @property
+    def tenant(self) -> str:
+        """The dealer id: whose data keys seal this value."""
+        return self[1]
+
+    @property
+    def environment(self) -> str:
+        return self[2]
+
+    @property
+    def record_type(self) -> str:
+        return self[3]
+
+    @property
+    def record_id(self) -> str:
+        return self[4]
+
+    @property
+    def field(self) -> str:
+        return self[5]
 
     def with_field(self, field: str) -> Binding:
         """The same record, another column: each field of a row gets its own binding."""
-        return Binding(self.tenant, self.environment, self.record_type, self.record_id, field)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("Binding is immutable")
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Binding) and other.aad == self.aad
-
-    def __hash__(self) -> int:
-        return hash(self.aad)
+        return Binding(self[1], self[2], self[3], self[4], field)
 
     def __repr__(self) -> str:
         return (
-            f"Binding(tenant={self.tenant!r}, environment={self.environment!r}, "
-            f"record_type={self.record_type!r}, record_id={self.record_id!r}, "
-            f"field={self.field!r})"
+            f"Binding(tenant={self[1]!r}, environment={self[2]!r}, record_type={self[3]!r}, "
+            f"record_id={self[4]!r}, field={self[5]!r})"
         )

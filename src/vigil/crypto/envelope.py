@@ -18,10 +18,13 @@ makes `open_value` raise `DecryptionFailed`.
 Nonces are random 96-bit values (NIST SP 800-38D section 8.2.2); `DataKey.charge` keeps each key
 far below the 2^32-message bound that choice implies.
 
-Speed: the header and its part of the AAD are precomputed per key, the binding's per record. Small
-values take one `AESGCM.encrypt` and one concatenation; on decryption the ciphertext is passed as
-a `memoryview`, so nothing is copied before AES runs. `cryptography` < 47 (pinned by sslyze) has
-no `encrypt_into`, so the one remaining copy is the concatenation on encryption.
+Speed: the header and its part of the AAD are precomputed per key, the binding's per record.
+Small values take one `AESGCM.encrypt` and one concatenation (copying a few KiB is cheaper than
+setting up anything else). Large values (>= 64 KiB) are encrypted with `update_into` straight
+into one preallocated buffer that already holds the header, because `cryptography` < 47 (pinned
+by sslyze) has no `AESGCM.encrypt_into` and concatenating would copy the whole value again; they
+are returned as that `bytearray`. On decryption large ciphertexts are passed as a `memoryview`, so
+nothing is copied before AES runs.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import os
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from vigil.crypto.binding import Binding
 from vigil.crypto.datakey import FORMAT_VERSION, KEY_HEADER, DataKey
@@ -41,16 +45,42 @@ HEADER_SIZE: Final = KEY_HEADER.size  # 21
 PREFIX_SIZE: Final = HEADER_SIZE + NONCE_SIZE  # 33
 OVERHEAD: Final = PREFIX_SIZE + TAG_SIZE  # 49
 
+LARGE: Final = 64 * 1024
+
 _urandom = os.urandom
 _FORMAT_BYTE: Final = FORMAT_VERSION
 
 
-def seal(key: DataKey, binding: Binding, plaintext: bytes | bytearray | memoryview) -> bytes:
+def seal(
+    key: DataKey, binding: Binding, plaintext: bytes | bytearray | memoryview
+) -> bytes | bytearray:
     """Encrypt `plaintext` under `key`, bound to `binding`."""
     key.charge()
     nonce = _urandom(NONCE_SIZE)
     header = key.header
-    return header + nonce + key.aead.encrypt(nonce, plaintext, header + binding.aad)
+    if len(plaintext) < LARGE:
+        return header + nonce + key.aead.encrypt(nonce, plaintext, header + binding.aad)
+    return _seal_large(key, nonce, header + binding.aad, plaintext)
+
+
+def _seal_large(
+    key: DataKey, nonce: bytes, aad: bytes, plaintext: bytes | bytearray | memoryview
+) -> bytearray:
+    size = len(plaintext)
+    out = bytearray(PREFIX_SIZE + size + TAG_SIZE)
+    out[:HEADER_SIZE] = key.header
+    out[HEADER_SIZE:PREFIX_SIZE] = nonce
+    # `reveal` refuses a destroyed key, so an evicted key can never encrypt under zeros.
+    encryptor = Cipher(algorithms.AES(key.reveal()), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(aad)
+    with memoryview(out) as view:
+        # update_into wants room for one extra block; the tag's 16 bytes provide it.
+        written = encryptor.update_into(plaintext, view[PREFIX_SIZE:])
+        encryptor.finalize()
+        if written != size:
+            raise AssertionError("AES-GCM wrote an unexpected length")
+        view[PREFIX_SIZE + size :] = encryptor.tag
+    return out
 
 
 def key_ref(sealed: bytes | bytearray | memoryview) -> tuple[bytes, int]:
@@ -63,15 +93,16 @@ def key_ref(sealed: bytes | bytearray | memoryview) -> tuple[bytes, int]:
 
 def open_value(key: DataKey, binding: Binding, sealed: bytes | bytearray | memoryview) -> bytes:
     """Decrypt a value produced by `seal`, checking it was sealed for exactly this binding."""
-    view = memoryview(sealed)
     header = key.header
-    if len(view) < OVERHEAD or view[:HEADER_SIZE] != header:
+    if len(sealed) < OVERHEAD or sealed[:HEADER_SIZE] != header:
         # Wrong format or a different key than the header names: the caller fetched the key with
         # `key_ref`, so this is tampering or a mix-up, reported like any other failure.
         raise DecryptionFailed()
+    if len(sealed) >= LARGE:
+        sealed = memoryview(sealed)  # slices of a view are not copies
     try:
         return key.aead.decrypt(
-            view[HEADER_SIZE:PREFIX_SIZE], view[PREFIX_SIZE:], header + binding.aad
+            sealed[HEADER_SIZE:PREFIX_SIZE], sealed[PREFIX_SIZE:], header + binding.aad
         )
     except InvalidTag:
         raise DecryptionFailed() from None

@@ -22,7 +22,9 @@ class FieldCipher:
     def __init__(self, keyring: Keyring, purpose: Purpose = Purpose.RECORDS) -> None:
         self._keyring, self._purpose = keyring, purpose
 
-    def seal(self, binding: Binding, plaintext: bytes | bytearray | memoryview) -> bytes:
+    def seal(
+        self, binding: Binding, plaintext: bytes | bytearray | memoryview
+    ) -> bytes | bytearray:
         key = self._keyring.encryption_key(binding.tenant, self._purpose)
         try:
             return envelope.seal(key, binding, plaintext)

@@ -108,8 +108,11 @@ class Keyring:
         """The generation a ciphertext header names, if it belongs to this dealer and purpose."""
         cached = self._cached((keyset_id, version))
         if cached is None:
+            # The flight includes the dealer: a forged header naming another dealer's key fails
+            # on its own, without an unwrap and without failing that dealer's concurrent reads.
             cached = self._single_flight(
-                ("key", keyset_id, version), lambda: self._load(keyset_id, version)
+                ("key", dealer_id, purpose, keyset_id, version),
+                lambda: self._load(dealer_id, purpose, keyset_id, version),
             )
         if cached.dealer_id != dealer_id or cached.purpose != purpose:
             # A header naming another tenant's key: refuse before any decryption is attempted.
@@ -247,9 +250,9 @@ class Keyring:
             budget=budget,
         )
 
-    def _load(self, keyset_id: bytes, version: int) -> DataKey:
+    def _load(self, dealer_id: str, purpose: Purpose, keyset_id: bytes, version: int) -> DataKey:
         row = self._store.get(keyset_id, version)
-        if row is None:
+        if row is None or row.dealer_id != dealer_id or row.purpose != purpose:
             raise KeyUnavailable("No such key for this tenant.")
         return self._unwrap(row, budget=0)
 

@@ -135,12 +135,24 @@ def encrypt_stream(
     key: DataKey, binding: Binding, chunks: Iterable[bytes | bytearray | memoryview]
 ) -> Iterator[bytes]:
     """Encrypt a stream of plaintext chunks (any sizes) into ciphertext chunks: the header first,
-    then one chunk per segment. Memory: one segment plus one input chunk."""
+    then one chunk per segment. Memory: one segment plus one input chunk.
+
+    The object key is derived here, before the first chunk is asked for, so a destroyed or
+    unusable data key fails at the call, not halfway through an upload.
+    """
     prefix = os.urandom(PREFIX_SIZE)
     header = KEY_HEADER.pack(STREAM_FORMAT, key.keyset_id, key.version) + os.urandom(SALT_SIZE)
     header += prefix
-    encrypt = _object_aead(key, binding, header).encrypt
-    nonce = _NONCE.pack
+    return _encrypt_segments(header, prefix, _object_aead(key, binding, header), chunks)
+
+
+def _encrypt_segments(
+    header: bytes,
+    prefix: bytes,
+    aead: AESGCM,
+    chunks: Iterable[bytes | bytearray | memoryview],
+) -> Iterator[bytes]:
+    encrypt, nonce = aead.encrypt, _NONCE.pack
     yield header
     for index, (segment, last) in enumerate(_segments(chunks, SEGMENT_SIZE)):
         if index >= MAX_SEGMENTS:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.unit.crypto.conftest import MakeKey
@@ -140,3 +143,30 @@ def test_destroyed_key_refuses_to_reveal(make_key: MakeKey, binding: Binding) ->
         key.reveal()
     # Values sealed before still open with the AES-GCM state already built (OpenSSL's copy).
     assert envelope.open_value(key, binding, sealed) == b"x"
+
+
+@pytest.mark.parametrize("size", [envelope.LARGE - 1, envelope.LARGE, envelope.LARGE + 1, 1 << 20])
+def test_small_and_large_paths_share_one_format(
+    make_key: MakeKey, binding: Binding, size: int
+) -> None:
+    key = make_key()
+    plaintext = os.urandom(size)
+    sealed = envelope.seal(key, binding, plaintext)
+    assert len(sealed) == size + envelope.OVERHEAD
+    assert envelope.open_value(key, binding, sealed) == plaintext
+    # Plain AES-GCM over the documented layout reads it: no hidden framing on either path.
+    raw = AESGCM(key.reveal()).decrypt(
+        bytes(sealed[21:33]), bytes(sealed[33:]), bytes(sealed[:21]) + binding.aad
+    )
+    assert raw == plaintext
+    tampered = bytearray(sealed)
+    tampered[size // 2 + 33] ^= 0x80
+    with pytest.raises(DecryptionFailed):
+        envelope.open_value(key, binding, tampered)
+
+
+def test_destroyed_key_cannot_seal_large_values(make_key: MakeKey, binding: Binding) -> None:
+    key = make_key()
+    key.destroy()
+    with pytest.raises(ValueError, match="destroyed"):
+        envelope.seal(key, binding, bytes(envelope.LARGE))

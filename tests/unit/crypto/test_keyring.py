@@ -304,3 +304,14 @@ def test_wrapped_keys_are_never_printed(kms: LocalKms, store: InMemoryWrappedKey
     row = next(store.list_keys())
     assert repr(row.wrapped) not in repr(row)
     assert key.reveal().hex() not in repr(key)
+
+
+def test_forged_header_naming_another_dealers_key_makes_no_kms_call(
+    kms: LocalKms, store: InMemoryWrappedKeyStore
+) -> None:
+    FieldCipher(Keyring(kms, store)).seal(binding("dlr_a"), b"a")
+    victim = next(store.list_keys("dlr_a"))
+    keyring = Keyring(kms, store)  # cold cache
+    with pytest.raises(KeyUnavailable):
+        keyring.decryption_key("dlr_b", RECORDS, victim.keyset_id, victim.version)
+    assert keyring.kms_calls == 0

@@ -69,7 +69,15 @@ class AwsKms:
             KeySpec="SYMMETRIC_DEFAULT",
             Tags=[{"TagKey": "vigil:dealer", "TagValue": dealer_id}],
         )["KeyMetadata"]
-        self._call("CreateAlias", AliasName=alias, TargetKeyId=meta["KeyId"])
+        try:
+            self._client.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
+        except self._client.exceptions.AlreadyExistsException:
+            # Another process provisioned this dealer at the same moment: use its key, and
+            # schedule ours for deletion (the shortest window AWS allows) rather than leak it.
+            self._call("ScheduleKeyDeletion", KeyId=meta["KeyId"], PendingWindowInDays=7)
+            return str(self._call("DescribeKey", KeyId=alias)["KeyMetadata"]["Arn"])
+        except Exception as exc:
+            raise KmsError(f"AWS KMS CreateAlias failed: {type(exc).__name__}.") from None
         return str(meta["Arn"])
 
     def rotate(self, key_ref: str) -> None:
