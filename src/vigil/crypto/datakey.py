@@ -35,11 +35,13 @@ class DataKey:
     """An unwrapped data key. Never printed; `destroy` zeroes what Python can reach."""
 
     __slots__ = (
-        "_budget_end",
         "_secret",
-        "_uses",
         "aead",
+        "budget_end",
+        "counter",
         "dealer_id",
+        "decrypt",
+        "encrypt",
         "header",
         "keyset_id",
         "purpose",
@@ -62,33 +64,37 @@ class DataKey:
             raise ValueError("key version out of range")
         self._secret = secret
         self.aead = AESGCM(secret.reveal())
+        # Bound methods and the counter are attributes so the envelope's hot path is a few
+        # C-level lookups per value (the 1 KiB benchmark is measured against raw AES-GCM).
+        self.encrypt = self.aead.encrypt
+        self.decrypt = self.aead.decrypt
         self.keyset_id = keyset_id
         self.version = version
         self.dealer_id = dealer_id
         self.purpose = purpose
         # Precomputed once: the header is the first part of every envelope and of its AAD.
         self.header = KEY_HEADER.pack(FORMAT_VERSION, keyset_id, version)
-        self._uses = itertools.count()
-        self._budget_end = budget
+        self.counter = itertools.count()  # next() is atomic in CPython: no lock per message
+        self.budget_end = budget
 
     def charge(self) -> None:
         """Count one encryption; raise `DataKeyExhausted` when the reserved budget is spent."""
-        if next(self._uses) >= self._budget_end:
+        if next(self.counter) >= self.budget_end:
             raise DataKeyExhausted("data key message budget spent")
 
     def extend_budget(self, messages: int) -> None:
         """Add messages the key store has reserved for this process. The counter keeps running,
         so uses that failed past the old end are counted too."""
-        self._budget_end += messages
+        self.budget_end += messages
 
     def has_budget(self) -> bool:
-        return self.uses < self._budget_end
+        return self.uses < self.budget_end
 
     @property
     def uses(self) -> int:
         """Encryptions attempted with this key in this process (for tests and metrics). Read from
         the counter's repr, "count(N)": `itertools.count` has no way to peek without counting."""
-        return int(repr(self._uses)[6:-1])
+        return int(repr(self.counter)[6:-1])
 
     def reveal(self) -> bytes:
         """The raw key, for key derivation (streaming). See `SecretKey.reveal`."""
