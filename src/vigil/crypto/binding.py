@@ -17,6 +17,7 @@ from __future__ import annotations
 from vigil.crypto.errors import InvalidBinding
 
 _SEPARATORS = 4
+_new_tuple = tuple.__new__
 
 
 class Binding(tuple[bytes, str, str, str, str, str]):
@@ -70,3 +71,27 @@ class Binding(tuple[bytes, str, str, str, str, str]):
             f"Binding(tenant={self[1]!r}, environment={self[2]!r}, record_type={self[3]!r}, "
             f"record_id={self[4]!r}, field={self[5]!r})"
         )
+
+
+class BindingScope:
+    """Bindings for many records of one (tenant, environment, record type): what a repository
+    holds for a request. The shared prefix is validated and encoded once; `bind` checks only the
+    record id and field, which keeps per-record AAD building off the 1 KiB hot path."""
+
+    __slots__ = ("_prefix", "_text", "environment", "record_type", "tenant")
+
+    def __init__(self, tenant: str, environment: str, record_type: str) -> None:
+        probe = Binding(tenant, environment, record_type, "-", "-")  # the same validation
+        self.tenant, self.environment, self.record_type = tenant, environment, record_type
+        self._text = (tenant, environment, record_type)
+        self._prefix = probe.aad[:-3]  # drop "-\0-": keeps "tenant\0environment\0record_type\0"
+
+    def bind(self, record_id: str, field: str) -> Binding:
+        if not record_id or not field or "\0" in record_id or "\0" in field:
+            raise InvalidBinding("binding fields must be non-empty and free of NUL bytes")
+        tenant, environment, record_type = self._text
+        aad = self._prefix + f"{record_id}\0{field}".encode()
+        return _new_tuple(Binding, (aad, tenant, environment, record_type, record_id, field))
+
+    def __repr__(self) -> str:
+        return f"BindingScope({self.tenant!r}, {self.environment!r}, {self.record_type!r})"

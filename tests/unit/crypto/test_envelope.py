@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.unit.crypto.conftest import MakeKey
 
 from vigil.crypto import envelope
-from vigil.crypto.binding import Binding
+from vigil.crypto.binding import Binding, BindingScope
 from vigil.crypto.errors import (
     DataKeyExhausted,
     DecryptionFailed,
@@ -170,3 +170,21 @@ def test_destroyed_key_cannot_seal_large_values(make_key: MakeKey, binding: Bind
     key.destroy()
     with pytest.raises(ValueError, match="destroyed"):
         envelope.seal(key, binding, bytes(envelope.LARGE))
+
+
+def test_binding_scope_binds_like_a_full_binding(make_key: MakeKey) -> None:
+    scope = BindingScope("dlr_a", "production", "alarm")
+    bound = scope.bind("alm_1", "details")
+    assert bound == Binding("dlr_a", "production", "alarm", "alm_1", "details")
+    assert bound.aad == Binding("dlr_a", "production", "alarm", "alm_1", "details").aad
+    assert (bound.tenant, bound.record_id, bound.field) == ("dlr_a", "alm_1", "details")
+    key = make_key()
+    sealed = envelope.seal(key, bound, b"x")
+    assert envelope.open_value(key, Binding(*bound[1:]), sealed) == b"x"
+    with pytest.raises(DecryptionFailed):
+        envelope.open_value(key, scope.bind("alm_2", "details"), sealed)
+    for bad in (("", "f"), ("r", ""), ("r\0x", "f"), ("r", "f\0")):
+        with pytest.raises(InvalidBinding):
+            scope.bind(*bad)
+    with pytest.raises(InvalidBinding):
+        BindingScope("dlr\0a", "production", "alarm")
