@@ -200,7 +200,9 @@ def stream(total_mib: int, directory: Path, rounds: int) -> tuple[dict[str, floa
 
     def write_all(chunks: Iterator[bytes]) -> int:
         written = 0
-        with target.open("wb", buffering=0) as out:
+        # A buffered file, as a local object store would write: small pieces are gathered into
+        # 1 MiB writes, pieces of 1 MiB or more go straight through. Same writer for every variant.
+        with target.open("wb", buffering=MIB) as out:
             for piece in chunks:
                 written += out.write(piece)
         return written
@@ -270,7 +272,7 @@ def peak_child(mib: int) -> None:
         binding = Binding("dlr_bench", "production", "snapshot", "snp_bench", "content")
         before = _rss_kib("VmRSS")
         _reset_peak()
-        with (Path(tmp) / "object.bin").open("wb", buffering=0) as out:
+        with (Path(tmp) / "object.bin").open("wb", buffering=MIB) as out:
             for piece in streaming.encrypt_stream(key, binding, (chunk for _ in range(mib))):
                 out.write(piece)
         print(before, _rss_kib("VmHWM"))
@@ -306,17 +308,18 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in got.items():
             extra = f"  ({value * size * 2 / 1e9:.2f} GB/s through AES)" if size >= MIB else ""
             print(f"  {name:28s} {value:12,.0f} {unit}{extra}")
-        # Judged against the stronger of the like-for-like raw baselines.
-        baseline = max(v for k, v in got.items() if k.startswith("raw"))
-        ratio = got["envelope"] / baseline
-        prebuilt = got["envelope, prebuilt binding"] / baseline
-        plain = got["envelope"] / got["raw"]
+        # The target is against raw AESGCM.encrypt/decrypt, as issue 5 defines it; the
+        # update_into baseline is printed beside it (see bench/README.md for why it moves).
+        ratio = got["envelope"] / got["raw"]
+        prebuilt = got["envelope, prebuilt binding"] / got["raw"]
         ok &= ratio >= target
         print(
-            f"  ratio envelope/best raw {ratio:.2f} (prebuilt binding {prebuilt:.2f}; "
-            f"vs plain AESGCM.encrypt/decrypt {plain:.2f}); target >= {target}: "
-            f"{verdict(ratio, target)}"
+            f"  ratio envelope/raw AESGCM {ratio:.2f} (prebuilt binding {prebuilt:.2f}); "
+            f"target >= {target}: {verdict(ratio, target)}"
         )
+        if "raw, update_into fresh buffer" in got:
+            into = got["envelope"] / got["raw, update_into fresh buffer"]
+            print(f"  (information) envelope/raw update_into fresh buffer {into:.2f}")
 
     with tempfile.TemporaryDirectory(prefix="vigil-bench-crypto-") as tmp:
         sizes = [args.stream_mib, max(1, args.stream_mib // 4)]
