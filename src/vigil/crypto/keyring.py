@@ -27,12 +27,16 @@ from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from vigil.crypto.datakey import KEYSET_ID_SIZE, MAX_MESSAGES_PER_KEY, DataKey
 from vigil.crypto.errors import DataKeyExhausted, KeyUnavailable
 from vigil.crypto.keystore import Purpose, WrappedDataKey, WrappedKeyStore
 from vigil.crypto.kms.port import EncryptionContext, Kms
 from vigil.crypto.material import SecretKey
+
+if TYPE_CHECKING:
+    from vigil.config import Settings
 
 RESERVATION_BLOCK = 2**20
 
@@ -83,6 +87,25 @@ class Keyring:
         self._inflight: dict[Hashable, Future[DataKey]] = {}
         self._budget_lock = threading.Lock()
         self._kms_calls = 0
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        kms: Kms,
+        store: WrappedKeyStore,
+        *,
+        kek_for: Callable[[str], str] | None = None,
+    ) -> Keyring:
+        """The keyring the composition root builds: cache TTL and size from `VIGIL_KEY_CACHE_*`;
+        `kek_for` maps enterprise dealers to their own KEK (default: the platform KEK)."""
+        return cls(
+            kms,
+            store,
+            ttl_seconds=settings.key_cache_ttl_seconds,
+            max_entries=settings.key_cache_size,
+            kek_for=kek_for,
+        )
 
     # ------------------------------------------------------------------ lookups
 

@@ -3,6 +3,7 @@ no KMS call for a cached tenant, message budgets, rotation, rewrap and crypto-sh
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vigil.crypto import envelope
+from vigil.config import Settings
+from vigil.crypto import envelope, streaming
 from vigil.crypto.binding import Binding
 from vigil.crypto.datakey import DataKey
 from vigil.crypto.errors import DecryptionFailed, KeyUnavailable, KmsError
@@ -20,6 +22,7 @@ from vigil.crypto.keystore import InMemoryWrappedKeyStore, Purpose
 from vigil.crypto.kms.local import LocalKms
 from vigil.crypto.kms.port import EncryptionContext, GeneratedDataKey
 from vigil.crypto.material import SecretKey
+from vigil.crypto.objects import ObjectCipher
 
 RECORDS = Purpose.RECORDS
 
@@ -315,3 +318,32 @@ def test_forged_header_naming_another_dealers_key_makes_no_kms_call(
     with pytest.raises(KeyUnavailable):
         keyring.decryption_key("dlr_b", RECORDS, victim.keyset_id, victim.version)
     assert keyring.kms_calls == 0
+
+
+def test_object_cipher_streams_under_the_dealers_object_keys(
+    kms: LocalKms, store: InMemoryWrappedKeyStore
+) -> None:
+    keyring = Keyring(kms, store)
+    objects = ObjectCipher(keyring)
+    snapshot = Binding("dlr_a", "production", "snapshot", "snp_1", "content")
+    data = os.urandom(3 * streaming.SEGMENT_SIZE + 5)
+    stored = b"".join(objects.encrypt(snapshot, [data[:100_000], data[100_000:]]))
+    assert b"".join(objects.decrypt(snapshot, [stored])) == data
+    assert {row.purpose for row in store.list_keys("dlr_a")} == {Purpose.OBJECTS}
+    plan = streaming.plan_range(70_000, 140_000, len(stored))
+    header = stored[: streaming.HEADER_SIZE]
+    span = stored[plan.ciphertext_start : plan.ciphertext_stop]
+    assert b"".join(objects.decrypt_range(snapshot, header, plan, [span])) == data[70_000:140_000]
+    stolen = Binding("dlr_b", "production", "snapshot", "snp_1", "content")
+    with pytest.raises(KeyUnavailable):
+        b"".join(objects.decrypt(stolen, [stored]))
+
+
+def test_keyring_from_settings_uses_the_cache_settings(
+    tmp_path: Path, kms: LocalKms, store: InMemoryWrappedKeyStore
+) -> None:
+    settings = Settings(home=tmp_path, key_cache_size=1, key_cache_ttl_seconds=5)
+    keyring = Keyring.from_settings(settings, kms, store)
+    first = keyring.encryption_key("dlr_a", RECORDS)
+    keyring.encryption_key("dlr_b", RECORDS)
+    assert first.destroyed  # bound of one entry
