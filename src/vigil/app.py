@@ -10,8 +10,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from vigil import __version__
-from vigil.api import errors, openapi, wellknown
-from vigil.api.v1 import apps, audit, me, sites
+from vigil.api import errors, oauth, openapi, wellknown
+from vigil.api.v1 import apps, audit, me, oauth_clients, sites
 from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
 from vigil.edge.asgi import ASGIApp, Scope, header, state
@@ -46,7 +46,8 @@ def create_api(services: Services) -> FastAPI:
     app.state.services = services
     errors.install(app)
     openapi.install(app)
-    for router in (me.router, apps.router, audit.router, sites.router, wellknown.router):
+    routers = (me.router, apps.router, audit.router, sites.router, wellknown.router)
+    for router in (*routers, oauth.router, oauth_clients.router):
         # Mounted flat (not `include_router`) so `app.routes` lists every APIRoute with its
         # declared requirement: the route-coverage test reads exactly what serves requests.
         app.router.routes.extend(router.routes)
@@ -56,7 +57,7 @@ def create_api(services: Services) -> FastAPI:
     app.add_middleware(RateLimitMiddleware, buckets=buckets)
     failures = TokenBuckets(settings.auth_failure_per_second, settings.auth_failure_burst)
     app.add_middleware(
-        AuthenticationMiddleware, verify=services.key_verifier.verify, failures=failures
+        AuthenticationMiddleware, verify=services.credentials.verify, failures=failures
     )
     app.add_middleware(AuditMiddleware, append=services.audit.append, clock=services.clock)
     app.add_middleware(ClientIpMiddleware, trusted_proxies=settings.trusted_proxies)
