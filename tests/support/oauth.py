@@ -31,6 +31,8 @@ from vigil.services import Services
 from vigil.tenancy.partners import Partner
 from vigil.tenancy.users import Role, User
 
+__all__ = ["AuthMethod", "ClientType", "Role"]
+
 PASSWORD = "correct horse battery staple"
 REDIRECT = "https://app.example/callback"
 _n = itertools.count(1)

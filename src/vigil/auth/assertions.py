@@ -10,6 +10,7 @@ a replay loses the race in every server process.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from collections.abc import Callable, Mapping
@@ -136,6 +137,17 @@ CLAIM_CHECKS: dict[str, Callable[[object, Expected, Mapping[str, Any]], str | No
 }
 
 
+def _rsa_bits(modulus: object) -> int:
+    """The modulus size, read before importing (joserfc would warn about a small key)."""
+    if not isinstance(modulus, str) or len(modulus) > 2000:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(modulus + "=" * (-len(modulus) % 4))
+    except ValueError:
+        return 0
+    return int.from_bytes(raw, "big").bit_length()
+
+
 def check_key(jwk: Mapping[str, Any]) -> tuple[str, Any]:
     """A public JWK fit to register: its `kid`, and the imported key. Refuses private keys,
     symmetric keys, unsupported curves and RSA under 2048 bits."""
@@ -151,9 +163,9 @@ def check_key(jwk: Mapping[str, Any]) -> tuple[str, Any]:
         elif kty == "OKP" and jwk.get("crv") == "Ed25519":
             key = OKPKey.import_key(dict(jwk))
         elif kty == "RSA":
-            key = RSAKey.import_key(dict(jwk))
-            if key.raw_value.key_size < MIN_RSA_BITS:
+            if _rsa_bits(jwk.get("n")) < MIN_RSA_BITS:
                 raise ValueError(f"key '{kid}': RSA keys need at least {MIN_RSA_BITS} bits")
+            key = RSAKey.import_key(dict(jwk))
         else:
             raise ValueError(f"key '{kid}': only EC P-256, Ed25519 and RSA keys are accepted")
     except JoseError as exc:
