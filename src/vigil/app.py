@@ -83,6 +83,8 @@ def create_http_guard(services: Services) -> ASGIApp:
         key = services.keys.mark_exposed(actor, credential)
         if key is not None:
             st["exposed_key"] = key
+        else:
+            services.oauth.mark_exposed(actor, credential)
 
     guard = PlainHttpGuard(settings.https_port, settings.public_host, expose)
     audited = AuditMiddleware(guard, services.audit.append, services.clock)

@@ -35,6 +35,7 @@ __all__ = ["AuthMethod", "ClientType", "Role"]
 
 PASSWORD = "correct horse battery staple"
 REDIRECT = "https://app.example/callback"
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _n = itertools.count(1)
 
 

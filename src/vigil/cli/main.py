@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from vigil.cli import apps, audit, dealers, keys, serve, users
+from vigil.cli import apps, audit, dealers, keys, oauth_clients, partners, serve, users
 
 cli = typer.Typer(
     name="vigil",
@@ -22,6 +22,8 @@ cli.add_typer(apps.app, name="apps")
 cli.add_typer(keys.app, name="keys")
 cli.add_typer(audit.app, name="audit")
 cli.add_typer(users.app, name="users")
+cli.add_typer(oauth_clients.app, name="oauth-clients")
+cli.add_typer(partners.app, name="partners")
 
 
 def main() -> None:

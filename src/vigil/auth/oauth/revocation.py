@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from vigil.audit.actions import AuditAction
+from vigil.auth.actor import Actor
 from vigil.auth.oauth import token_store, tokens
 from vigil.auth.oauth.clients import OAuthClient
 from vigil.auth.oauth.context import Call, OAuthContext
@@ -59,3 +60,38 @@ def revoke(ctx: OAuthContext, client: OAuthClient, form: dict[str, str], call: C
                 details={"family_id": row["family_id"], "tokens_revoked": count},
             ),
         )
+
+
+def revoke_exposed(ctx: OAuthContext, value: str, actor: Actor) -> bool:
+    """A token seen in cleartext (S2) must be assumed stolen: revoked at once, its refresh
+    family with it. Only a token whose secret matches is touched."""
+    presented = presented_token(value)
+    if presented is None:
+        return False
+    with ctx.db.transaction() as conn:
+        row = (
+            conn.execute(select(oauth_tokens).where(oauth_tokens.c.id == presented.id))
+            .mappings()
+            .first()
+        )
+        if row is None or not presented.matches(row["secret_hash"]):
+            return False
+        now = ctx.clock.now()
+        count = token_store.revoke_family(conn, row["family_id"], now)
+        ctx.audit.write_in(
+            conn,
+            actor.record(
+                now,
+                AuditAction.OAUTH_TOKEN_REVOKED,
+                target_type="oauth_token",
+                target_id=presented.id,
+                dealer_id=row["dealer_id"],
+                environment=row["environment"],
+                details={
+                    "reason": "exposed",
+                    "family_id": row["family_id"],
+                    "tokens_revoked": count,
+                },
+            ),
+        )
+    return True

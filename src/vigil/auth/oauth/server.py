@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from vigil.audit.actions import AuditAction
+from vigil.auth.actor import Actor
 from vigil.auth.oauth import code_grant, introspection, jwt_bearer, refresh_grant, revocation
 from vigil.auth.oauth.context import Call, OAuthContext
 from vigil.auth.oauth.csrf import CsrfTokens
@@ -49,6 +50,9 @@ class OAuthServer:
     def revoke(self, form: dict[str, str], call: Call) -> None:
         client = self.ctx.clients.authenticate(form, self.ctx.clock.now())
         revocation.revoke(self.ctx, client, form, call)
+
+    def mark_exposed(self, actor: Actor, value: str) -> bool:
+        return revocation.revoke_exposed(self.ctx, value, actor)
 
     def introspect(self, form: dict[str, str], call: Call) -> dict[str, Any]:
         client = self.ctx.clients.authenticate(form, self.ctx.clock.now())
