@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from vigil import __version__
 from vigil.api import errors, oauth, openapi, wellknown
-from vigil.api.v1 import apps, audit, me, oauth_clients, sites
+from vigil.api.v1 import apps, audit, grants, me, oauth_clients, sites
 from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
 from vigil.edge.asgi import ASGIApp, Scope, header, state
@@ -47,7 +47,7 @@ def create_api(services: Services) -> FastAPI:
     errors.install(app)
     openapi.install(app)
     routers = (me.router, apps.router, audit.router, sites.router, wellknown.router)
-    for router in (*routers, oauth.router, oauth_clients.router):
+    for router in (*routers, oauth.router, oauth_clients.router, grants.router):
         # Mounted flat (not `include_router`) so `app.routes` lists every APIRoute with its
         # declared requirement: the route-coverage test reads exactly what serves requests.
         app.router.routes.extend(router.routes)

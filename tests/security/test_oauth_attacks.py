@@ -14,7 +14,7 @@ from tests.support.server import VigilServer
 from vigil.audit.actions import AuditAction
 from vigil.core.errors import InvalidInput
 from vigil.services import Services
-from vigil.storage.tables import audit_events
+from vigil.storage.tables import audit_events, oauth_tokens
 
 
 @pytest.fixture
@@ -462,3 +462,38 @@ def test_narrowing_the_app_narrows_its_tokens_at_once(
         services.apps.grant(factories.OPERATOR, c.id, {factories.Scope.ALARMS_READ})
         assert api.get("/v1/sites").status_code == 403
         assert api.get("/v1/me").json()["scopes"] == ["alarms:read"]
+
+
+# --- grants ---------------------------------------------------------------------------------
+
+
+def test_user_lists_and_revokes_a_grant_and_its_tokens_die(
+    server: VigilServer, services: Services, party: tuple[oauth.Client, Any]
+) -> None:
+    c, u = party
+    first = oauth.tokens(server, c, u)
+    second = oauth.tokens(server, c, u)
+    with server.client(second["access_token"]) as api:
+        listed = api.get("/v1/me/grants").json()["data"]
+        assert {g["app_id"] for g in listed} == {c.id}
+        assert len(listed) == 2
+        with server.client(c.cred.token) as app_key:
+            assert app_key.get("/v1/me/grants").status_code == 403
+        target = next(
+            g["id"] for g in listed if g["id"] != _grant_of(services, second["access_token"])
+        )
+        assert api.post("/v1/me/grants/grt_not_mine/revoke").status_code == 404
+        assert api.post(f"/v1/me/grants/{target}/revoke").status_code == 204
+        assert server.client(first["access_token"]).get("/v1/me").status_code == 401
+        assert api.get("/v1/me").status_code == 200
+
+
+def _grant_of(services: Services, access_token: str) -> str:
+    with services.db.read() as conn:
+        return str(
+            conn.execute(
+                select(oauth_tokens.c.grant_id).where(
+                    oauth_tokens.c.id == "at_" + access_token.split("_")[2]
+                )
+            ).scalar_one()
+        )
