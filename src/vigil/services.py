@@ -117,4 +117,4 @@ def _oauth(
         assertion_ttl=timedelta(seconds=settings.oauth_assertion_token_seconds),
         refresh_ttl=timedelta(days=settings.oauth_refresh_token_days),
     )
-    return OAuthServer(ctx, CsrfTokens(settings.keys_dir / "oauth" / "csrf.key"))
+    return OAuthServer(ctx, CsrfTokens(db))

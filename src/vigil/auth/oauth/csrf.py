@@ -2,41 +2,47 @@
 
 The GET sets a random nonce in a `__Host-` cookie (Secure, no Domain, so a sibling host cannot
 plant one) and puts HMAC(key, nonce) in the form. A cross-site POST has neither; an attacker who
-can plant cookies still cannot compute the MAC. The key lives in a file under VIGIL_HOME so every
-server process on the machine agrees on it.
+can plant cookies still cannot compute the MAC. The key is kept in the database (`platform_state`)
+so that every server process, on every host behind a balancer, agrees on it; the first process
+to need it creates it, and a concurrent creator loses the insert and reads the winner's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
-from pathlib import Path
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from vigil.storage.db import Database
+from vigil.storage.tables import settings_kv
 
 COOKIE = "__Host-vigil_oauth_csrf"
+KEY_NAME = "oauth_csrf_key"
 
 
 class CsrfTokens:
-    def __init__(self, key_path: Path) -> None:
-        self._key_path = key_path
+    def __init__(self, db: Database) -> None:
+        self._db = db
         self._key: bytes | None = None
 
     def _load(self) -> bytes:
         if self._key is None:
-            self._key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            try:
-                fd = os.open(self._key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                self._key = self._key_path.read_bytes()
-            else:
-                key = secrets.token_bytes(32)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(key)
-                self._key = key
-            if len(self._key) != 32:  # a concurrent creator had not finished writing
-                self._key = None
-                return self._load()
+            query = select(settings_kv.c.value).where(settings_kv.c.name == KEY_NAME)
+            with self._db.read() as conn:
+                stored = conn.execute(query).scalar_one_or_none()
+            if stored is None:
+                try:
+                    with self._db.transaction() as conn:
+                        fresh = secrets.token_hex(32)
+                        conn.execute(insert(settings_kv).values(name=KEY_NAME, value=fresh))
+                        stored = fresh
+                except IntegrityError:
+                    with self._db.read() as conn:
+                        stored = conn.execute(query).scalar_one()
+            self._key = bytes.fromhex(stored)
         return self._key
 
     @staticmethod
