@@ -21,7 +21,7 @@ from typing import Any
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
-from sqlalchemy import delete, insert
+from sqlalchemy import Connection, delete, insert
 from sqlalchemy.exc import IntegrityError
 
 from vigil.storage.db import Database
@@ -194,8 +194,12 @@ class AssertionVerifier:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def verify(self, value: str, keys: KeyLookup, expected: Expected) -> dict[str, Any]:
-        """The verified claims, or AssertionRefused naming the failed check."""
+    def verify(
+        self, value: str, keys: KeyLookup, expected: Expected, *, consume: bool = True
+    ) -> dict[str, Any]:
+        """The verified claims, or AssertionRefused naming the failed check. With
+        `consume=False` the caller must `consume_jti` inside the transaction that acts on the
+        assertion (one commit instead of two, and no token without its `jti` recorded)."""
         if len(value) > MAX_BYTES:
             raise AssertionRefused("malformed", "The assertion is too large.")
         header, unverified = _header(value)
@@ -230,19 +234,28 @@ class AssertionVerifier:
             problem = check(claims.get(name), expected, claims)
             if problem is not None:
                 raise AssertionRefused(name, f"Claim check failed: {problem}.", claimed)
-        self._use_jti(str(claims["iss"]), str(claims["jti"]), float(claims["exp"]), expected.now)
+        if consume:
+            try:
+                with self._db.transaction() as conn:
+                    consume_jti(conn, claims, expected.now)
+            except IntegrityError:
+                raise replayed(claims) from None
         return claims
 
-    def _use_jti(self, issuer: str, jti: str, exp: float, now: datetime) -> None:
-        """First use wins: the primary key makes the insert atomic in every process."""
-        keep_until = datetime.fromtimestamp(exp + SKEW, tz=now.tzinfo)
-        try:
-            with self._db.transaction() as conn:
-                conn.execute(
-                    insert(assertion_jtis).values(issuer=issuer, jti=jti, expires_at=keep_until)
-                )
-                if random.random() < 0.01:  # noqa: S311 - amortised clean-up, not security
-                    cutoff = now - timedelta(seconds=SKEW)
-                    conn.execute(delete(assertion_jtis).where(assertion_jtis.c.expires_at < cutoff))
-        except IntegrityError:
-            raise AssertionRefused("jti", "This jti has been used already.", issuer) from None
+
+def replayed(claims: Mapping[str, Any]) -> AssertionRefused:
+    return AssertionRefused("jti", "This jti has been used already.", str(claims["iss"]))
+
+
+def consume_jti(conn: Connection, claims: Mapping[str, Any], now: datetime) -> None:
+    """First use wins: the primary key makes the insert atomic in every process. A replay
+    raises IntegrityError, which aborts the caller's transaction (see `replayed`)."""
+    keep_until = datetime.fromtimestamp(float(claims["exp"]) + SKEW, tz=now.tzinfo)
+    conn.execute(
+        insert(assertion_jtis).values(
+            issuer=str(claims["iss"]), jti=str(claims["jti"]), expires_at=keep_until
+        )
+    )
+    if random.random() < 0.01:  # noqa: S311 - amortised clean-up, not security
+        cutoff = now - timedelta(seconds=SKEW)
+        conn.execute(delete(assertion_jtis).where(assertion_jtis.c.expires_at < cutoff))

@@ -8,15 +8,18 @@ hour and has no refresh token: the partner can always sign a fresh assertion.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from vigil.audit.actions import AuditAction
-from vigil.auth.assertions import AssertionRefused, Expected
+from vigil.auth.assertions import AssertionRefused, Expected, consume_jti, replayed
 from vigil.auth.oauth import token_store
 from vigil.auth.oauth.context import Call, OAuthContext, parse_scope_param
 from vigil.auth.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope
 from vigil.auth.principal import ActorType
-from vigil.auth.scopes import encode_scopes
+from vigil.auth.scopes import Scope, encode_scopes
 from vigil.core.ids import new_id
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -27,32 +30,26 @@ def exchange(ctx: OAuthContext, form: dict[str, str], call: Call) -> Any:
     if not assertion:
         raise InvalidRequest("The assertion parameter is required.")
     now = ctx.clock.now()
+    authorizations: dict[tuple[str, str], frozenset[Scope] | None] = {}
+
+    def authorized_for(iss: str, sub: str) -> bool:
+        """Read once here and reused below: the claim check and the scopes see one answer."""
+        authorizations[(iss, sub)] = ctx.partners.authorization(iss, sub)
+        return authorizations[(iss, sub)] is not None
+
     expected = Expected(
-        issuer_of=ctx.partners.exists,
+        issuer_of=lambda iss: True,  # a key of this issuer was found and verified the token
         audience=ctx.issuer,
-        subject_ok=lambda iss, sub: ctx.partners.authorization(iss, sub) is not None,
+        subject_ok=authorized_for,
         now=now,
     )
     try:
-        claims = ctx.assertions.verify(assertion, ctx.partners.active_key, expected)
+        claims = ctx.assertions.verify(assertion, ctx.partners.active_key, expected, consume=False)
     except AssertionRefused as exc:
-        actor = call.actor(ActorType.PARTNER if exc.issuer else ActorType.ANONYMOUS, "-")
-        if exc.issuer:
-            actor = call.actor(ActorType.PARTNER, exc.issuer[:200])
-        ctx.audit.write_now(
-            actor.record(
-                now,
-                AuditAction.ASSERTION_REFUSED,
-                target_type="partner",
-                target_id=exc.issuer[:200] if exc.issuer else None,
-                result="refused",
-                details={"reason": exc.reason, "issuer_verified": False},
-            )
-        )
-        raise InvalidGrant(f"Assertion refused: {exc}") from None
+        raise _refused(ctx, call, exc) from None
     partner = ctx.partners.get(str(claims["iss"]))
     dealer_id = str(claims["sub"])
-    authorized = ctx.partners.authorization(partner.id, dealer_id) or frozenset()
+    authorized = authorizations.get((partner.id, dealer_id)) or frozenset()
     scopes = partner.scopes & authorized
     asked = parse_scope_param(form.get("scope"))
     if asked and not asked <= scopes:
@@ -70,7 +67,23 @@ def exchange(ctx: OAuthContext, form: dict[str, str], call: Call) -> Any:
         scopes=scopes,
         partner_id=partner.id,
     )
+    try:
+        return _issue(ctx, call, claims, subject, now)
+    except IntegrityError:
+        raise _refused(ctx, call, replayed(claims)) from None
+
+
+def _issue(
+    ctx: OAuthContext,
+    call: Call,
+    claims: dict[str, Any],
+    subject: token_store.Subject,
+    now: datetime,
+) -> Any:
+    """The `jti`, the token and the audit record commit together, or nothing does."""
+    partner_id, dealer_id = subject.actor_id, subject.dealer_id
     with ctx.db.transaction() as conn:
+        consume_jti(conn, claims, now)
         issued = token_store.issue(
             conn,
             subject,
@@ -81,19 +94,36 @@ def exchange(ctx: OAuthContext, form: dict[str, str], call: Call) -> Any:
         )
         ctx.audit.write_in(
             conn,
-            call.actor(ActorType.PARTNER, partner.id).record(
+            call.actor(ActorType.PARTNER, partner_id).record(
                 now,
                 AuditAction.OAUTH_TOKEN_ISSUED,
                 target_type="dealer",
                 target_id=dealer_id,
                 dealer_id=dealer_id,
-                environment=partner.environment.value,
+                environment=subject.environment.value,
                 details={
                     "grant_type": GRANT_TYPE,
                     "jti": str(claims["jti"])[:200],
                     "access_token_id": issued.access.id,
-                    "scopes": encode_scopes(scopes),
+                    "scopes": encode_scopes(subject.scopes),
                 },
             ),
         )
     return issued.response()
+
+
+def _refused(ctx: OAuthContext, call: Call, exc: AssertionRefused) -> InvalidGrant:
+    """Audit the refusal (naming the claimed, unverified issuer) and build the error."""
+    issuer = exc.issuer[:200] if exc.issuer else None
+    actor = call.actor(ActorType.PARTNER if issuer else ActorType.ANONYMOUS, issuer or "-")
+    ctx.audit.write_now(
+        actor.record(
+            ctx.clock.now(),
+            AuditAction.ASSERTION_REFUSED,
+            target_type="partner",
+            target_id=issuer,
+            result="refused",
+            details={"reason": exc.reason, "issuer_verified": exc.reason == "jti"},
+        )
+    )
+    return InvalidGrant(f"Assertion refused: {exc}")
