@@ -9,10 +9,12 @@ import re
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from sqlalchemy import select
 from tests.support import oauth
 from tests.support.server import VigilServer
 
 from vigil.services import Services
+from vigil.storage.tables import audit_events
 
 
 def _browser_consent(server: VigilServer, url: str, email: str) -> str:
@@ -117,3 +119,42 @@ def test_confidential_client_without_its_secret_is_invalid_client(
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
     assert response.headers["content-type"].startswith("application/json")
+
+
+def test_no_secret_of_the_flow_reaches_logs_or_the_audit_trail(
+    server: VigilServer, services: Services
+) -> None:
+    c = oauth.client(services, confidential=True)
+    u = oauth.user(services, c.cred.dealer.id)
+    verifier, challenge = oauth.pkce_pair()
+    with server.client() as http:
+        found = oauth.code_from(oauth.sign_in(http, oauth.authorize_params(c, challenge), u.email))
+        tokens = http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": found["code"],
+                "redirect_uri": oauth.REDIRECT,
+                "code_verifier": verifier,
+                "client_id": c.id,
+                "client_secret": c.secret,
+            },
+        ).json()
+        http.post(
+            "/oauth/revoke",
+            data={"token": tokens["refresh_token"], "client_id": c.id, "client_secret": c.secret},
+        )
+    secrets = [
+        found["code"],
+        tokens["access_token"],
+        tokens["refresh_token"],
+        str(c.secret),
+        verifier,
+        oauth.PASSWORD,
+    ]
+    with services.db.read() as conn:
+        trail = "\n".join(str(tuple(r)) for r in conn.execute(select(audit_events)))
+    assert tokens["access_token"].split("_")[2] in trail  # token ids are recorded...
+    for secret in secrets:  # ...never the tokens themselves
+        assert secret not in trail
+        assert secret not in server.log()
