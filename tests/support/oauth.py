@@ -104,15 +104,18 @@ def authorize_params(c: Client, challenge: str, **overrides: str | None) -> dict
     return {k: v for k, v in params.items() if v is not None}
 
 
+def form_of(page: str) -> dict[str, str]:
+    """The consent page's hidden fields, as a browser would submit them."""
+    return {k: html.unescape(v) for k, v in re.findall(r"name='([^']+)' value='([^']*)'", page)}
+
+
 def sign_in(
     http: httpx.Client, params: dict[str, str], email: str, password: str = PASSWORD
 ) -> httpx.Response:
     """GET the consent page, then submit its form as a browser would."""
     page = http.get("/oauth/authorize", params=params)
     assert page.status_code == 200, page.text
-    form = dict(re.findall(r"name='([^']+)' value='([^']*)'", page.text))
-    form = {k: html.unescape(v) for k, v in form.items()}
-    form |= {"email": email, "password": password, "decision": "approve"}
+    form = form_of(page.text) | {"email": email, "password": password, "decision": "approve"}
     return http.post("/oauth/authorize", data=form)
 
 
