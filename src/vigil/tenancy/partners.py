@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from vigil.audit.actions import AuditAction
 from vigil.audit.log import AuditLog
@@ -259,3 +259,59 @@ class PartnerService:
         with self._db.read() as conn:
             scopes = conn.execute(query).scalar_one_or_none()
         return decode_scopes(scopes) if scopes is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionFacts:
+    """Everything a JWT-bearer grant needs about (partner, kid, dealer), read in one query."""
+
+    jwk: dict[str, Any]
+    environment: Environment
+    scopes: frozenset[Scope]
+    authorized: frozenset[Scope] | None
+
+
+# Built once: the grant's only read. The authorization is read for the `sub` the (not yet
+# verified) assertion names; the claim check then accepts `sub` only if this row authorizes it.
+_FACTS = (
+    select(
+        partner_keys.c.jwk,
+        partner_keys.c.retire_at,
+        partners.c.environment,
+        partners.c.scopes,
+        partner_authorizations.c.scopes.label("authorized"),
+    )
+    .join(partners, partners.c.id == partner_keys.c.partner_id)
+    .outerjoin(
+        partner_authorizations,
+        and_(
+            partner_authorizations.c.partner_id == partner_keys.c.partner_id,
+            partner_authorizations.c.dealer_id == bindparam("dealer_id"),
+            partner_authorizations.c.revoked_at.is_(None),
+        ),
+    )
+    .where(
+        partner_keys.c.partner_id == bindparam("partner_id"), partner_keys.c.kid == bindparam("kid")
+    )
+)
+
+
+def assertion_facts(
+    db: Database, partner_id: str, kid: str, dealer_id: str, now: datetime
+) -> AssertionFacts | None:
+    """None when the key is unknown or retired by `now`."""
+    with db.read() as conn:
+        row = (
+            conn.execute(_FACTS, {"partner_id": partner_id, "kid": kid, "dealer_id": dealer_id})
+            .mappings()
+            .first()
+        )
+    if row is None or (row["retire_at"] is not None and row["retire_at"] <= now):
+        return None
+    authorized = row["authorized"]
+    return AssertionFacts(
+        dict(row["jwk"]),
+        Environment(row["environment"]),
+        decode_scopes(row["scopes"]),
+        decode_scopes(authorized) if authorized is not None else None,
+    )
