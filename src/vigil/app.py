@@ -10,8 +10,19 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from vigil import __version__
-from vigil.api import errors, openapi, wellknown
-from vigil.api.v1 import alarms, apps, audit, devices, me, sites, snapshots, telemetry
+from vigil.api import errors, oauth, openapi, wellknown
+from vigil.api.v1 import (
+    alarms,
+    apps,
+    audit,
+    devices,
+    grants,
+    me,
+    oauth_clients,
+    sites,
+    snapshots,
+    telemetry,
+)
 from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
 from vigil.edge.asgi import ASGIApp, Scope, header, state
@@ -56,6 +67,9 @@ def create_api(services: Services) -> FastAPI:
         alarms.router,
         snapshots.router,
         wellknown.router,
+        oauth.router,
+        oauth_clients.router,
+        grants.router,
     )
     for router in routers:
         # Mounted flat (not `include_router`) so `app.routes` lists every APIRoute with its
@@ -67,7 +81,7 @@ def create_api(services: Services) -> FastAPI:
     app.add_middleware(RateLimitMiddleware, buckets=buckets)
     failures = TokenBuckets(settings.auth_failure_per_second, settings.auth_failure_burst)
     app.add_middleware(
-        AuthenticationMiddleware, verify=services.key_verifier.verify, failures=failures
+        AuthenticationMiddleware, verify=services.credentials.verify, failures=failures
     )
     app.add_middleware(AuditMiddleware, append=services.audit.append, clock=services.clock)
     app.add_middleware(ClientIpMiddleware, trusted_proxies=settings.trusted_proxies)
@@ -93,6 +107,8 @@ def create_http_guard(services: Services) -> ASGIApp:
         key = services.keys.mark_exposed(actor, credential)
         if key is not None:
             st["exposed_key"] = key
+        else:
+            services.oauth.mark_exposed(actor, credential)
 
     guard = PlainHttpGuard(settings.https_port, settings.public_host, expose)
     audited = AuditMiddleware(guard, services.audit.append, services.clock)

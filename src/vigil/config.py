@@ -52,6 +52,14 @@ class Settings(BaseSettings):
 
     key_grace_default_hours: float = Field(default=24.0, ge=0, le=168)
 
+    # OAuth (S10, S11). Access tokens are capped at 24 h whatever is configured; assertion-derived
+    # tokens at 1 h; a refresh family ends at its absolute lifetime however often it rotates.
+    # The issuer identifier defaults to the HTTPS origin (RFC 8414 section 2).
+    oauth_issuer: str | None = None
+    oauth_access_token_seconds: int = Field(default=3600, ge=60, le=86400)
+    oauth_assertion_token_seconds: int = Field(default=3600, ge=60, le=3600)
+    oauth_refresh_token_days: int = Field(default=30, ge=1, le=90)
+
     # Platform-level audit records (no dealer); dealers' own retention is set per dealer (S17).
     audit_retention_days: int = Field(default=365, ge=365, le=2557)
     audit_checkpoint_every: int = Field(default=1000, ge=1, le=1000)
@@ -131,6 +139,10 @@ class Settings(BaseSettings):
     @property
     def key_grace_default(self) -> timedelta:
         return timedelta(hours=self.key_grace_default_hours)
+
+    @property
+    def issuer(self) -> str:
+        return (self.oauth_issuer or self.https_origin).rstrip("/")
 
     @property
     def https_origin(self) -> str:

@@ -9,6 +9,13 @@ from vigil.audit.log import AuditLog
 from vigil.audit.signing import AuditSigner
 from vigil.auth.apikeys.service import ApiKeyService
 from vigil.auth.apikeys.verifier import ApiKeyVerifier
+from vigil.auth.assertions import AssertionVerifier
+from vigil.auth.credentials import CredentialVerifier
+from vigil.auth.oauth.clients import ClientService
+from vigil.auth.oauth.context import OAuthContext
+from vigil.auth.oauth.csrf import CsrfTokens
+from vigil.auth.oauth.server import OAuthServer
+from vigil.auth.oauth.verifier import AccessTokenVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
 from vigil.monitoring.alarms import AlarmService
@@ -22,6 +29,8 @@ from vigil.storage.idempotency import IdempotencyStore
 from vigil.storage.objects.local import LocalObjectStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
+from vigil.tenancy.partners import PartnerService
+from vigil.tenancy.users import UserService
 
 
 @dataclass
@@ -41,6 +50,11 @@ class Services:
     devices: DeviceService
     telemetry: TelemetryService
     presence: PresenceService
+    users: UserService
+    partners: PartnerService
+    oauth_clients: ClientService
+    oauth: OAuthServer
+    credentials: CredentialVerifier
 
     @classmethod
     def build(
@@ -65,6 +79,9 @@ class Services:
         )
         apps = AppService(db, audit, clock)
         objects = LocalObjectStore(settings.objects_dir)
+        key_verifier = ApiKeyVerifier(db, clock)
+        users = UserService(db, audit, clock)
+        oauth = _oauth(settings, db, audit, clock, apps, users)
         return cls(
             settings=settings,
             clock=clock,
@@ -73,7 +90,7 @@ class Services:
             dealers=DealerService(db, audit, clock),
             apps=apps,
             keys=ApiKeyService(db, audit, clock, apps, settings.key_grace_default),
-            key_verifier=ApiKeyVerifier(db, clock),
+            key_verifier=key_verifier,
             sites=SiteService(db, audit, clock),
             idempotency=IdempotencyStore(db),
             snapshots=SnapshotService(db, audit, clock, objects, settings.snapshot_max_bytes),
@@ -81,8 +98,40 @@ class Services:
             devices=DeviceService(db, audit, clock),
             telemetry=TelemetryService(db, audit, clock),
             presence=PresenceService(db, audit, clock),
+            users=users,
+            partners=oauth.ctx.partners,
+            oauth_clients=oauth.ctx.clients,
+            oauth=oauth,
+            credentials=CredentialVerifier(
+                key_verifier.verify, AccessTokenVerifier(db, clock).verify
+            ),
         )
 
     def close(self) -> None:
         self.audit.close()
         self.db.dispose()
+
+
+def _oauth(
+    settings: Settings,
+    db: Database,
+    audit: AuditLog,
+    clock: Clock,
+    apps: AppService,
+    users: UserService,
+) -> OAuthServer:
+    assertions = AssertionVerifier(db)
+    ctx = OAuthContext(
+        db=db,
+        audit=audit,
+        clock=clock,
+        clients=ClientService(db, audit, clock, apps, assertions, settings.issuer),
+        users=users,
+        partners=PartnerService(db, audit, clock),
+        assertions=assertions,
+        issuer=settings.issuer,
+        access_ttl=timedelta(seconds=settings.oauth_access_token_seconds),
+        assertion_ttl=timedelta(seconds=settings.oauth_assertion_token_seconds),
+        refresh_ttl=timedelta(days=settings.oauth_refresh_token_days),
+    )
+    return OAuthServer(ctx, CsrfTokens(db))

@@ -61,5 +61,14 @@ def test_public_routes_are_few_and_reasoned(services: Services) -> None:
         for d in declarations(r)
         if isinstance(d, PublicRoute)
     }
-    assert set(public) == {"/.well-known/security.txt", "/.well-known/vigil-audit-keys.json"}
+    assert set(public) == {
+        "/.well-known/security.txt",
+        "/.well-known/vigil-audit-keys.json",
+        # OAuth (S10, S11): clients, users and partners authenticate inside these requests.
+        "/.well-known/oauth-authorization-server",
+        "/oauth/authorize",
+        "/oauth/token",
+        "/oauth/revoke",
+        "/oauth/introspect",
+    }
     assert all(len(reason) > 10 for reason in public.values())

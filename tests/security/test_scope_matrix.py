@@ -1,5 +1,7 @@
-"""S12: for every scoped route, a key without the scope is refused before the handler runs,
-and a key holding only that scope gets through."""
+"""S12: for every scoped route, a credential without the scope is refused before the handler
+runs, and one holding only that scope gets through. Every credential kind is tried: an API key,
+a user's OAuth access token and a partner's assertion-derived token pass exactly the same
+checks."""
 
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
-from tests.support import factories
+from tests.support import factories, oauth
 from tests.support.server import VigilServer
 
 from vigil.app import create_api
 from vigil.auth.actor import Actor
+from vigil.auth.oauth.clients import AuthMethod, ClientType
 from vigil.auth.scopes import Scope
 from vigil.edge.authorization import RequiredScope
 from vigil.monitoring.alarm_models import AlarmType, NewAlarm
@@ -32,6 +35,7 @@ from vigil.storage.tables import (
     snapshots,
     telemetry,
 )
+from vigil.tenancy.models import Dealer
 
 
 @dataclass
@@ -45,6 +49,18 @@ class World:
     @cached_property
     def actor(self) -> Actor:
         return factories.actor_of(self.services, self.target)
+
+    @cached_property
+    def oauth_client(self) -> str:
+        """The target app, registered as a public OAuth client."""
+        self.services.oauth_clients.register(
+            factories.OPERATOR,
+            self.target.app.id,
+            client_type=ClientType.PUBLIC,
+            auth_method=AuthMethod.NONE,
+            redirect_uris=["https://app.example/cb"],
+        )
+        return f"/v1/apps/{self.target.app.id}/oauth-client"
 
     @cached_property
     def site_id(self) -> str:
@@ -111,6 +127,17 @@ CASES = [
         lambda w: {"grace_seconds": 60},
     ),
     Case("POST", "/v1/keys/{key_id}/revoke", lambda w: f"/v1/keys/{w.target.key_id}/revoke"),
+    Case(
+        "PUT",
+        "/v1/apps/{app_id}/oauth-client",
+        lambda w: f"/v1/apps/{w.target.app.id}/oauth-client",
+        lambda w: {
+            "client_type": "public",
+            "token_endpoint_auth_method": "none",
+            "redirect_uris": ["http://127.0.0.1/cb"],
+        },
+    ),
+    Case("GET", "/v1/apps/{app_id}/oauth-client", lambda w: w.oauth_client),
     Case("GET", "/v1/audit-events", lambda w: "/v1/audit-events"),
     Case("GET", "/v1/audit-events/export", lambda w: "/v1/audit-events/export"),
     Case("GET", "/v1/sites", lambda w: "/v1/sites"),
@@ -246,20 +273,29 @@ def test_every_scoped_route_is_in_the_matrix(services: Services) -> None:
     assert {(c.method, c.template) for c in CASES} == set(scoped_routes(services))
 
 
+KINDS = ("api_key", "oauth_access_token", "assertion_access_token")
+
+
+def caller(services: Services, dealer: Dealer, scopes: set[Scope], kind: str) -> str:
+    if kind == "api_key":
+        return factories.credential(services, owner=dealer, scopes=scopes).token
+    return oauth.issued_token(services, dealer.id, scopes, kind=kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.template}")
 def test_missing_scope_is_403_with_no_side_effect(
-    case: Case, server: VigilServer, services: Services
+    case: Case, kind: str, server: VigilServer, services: Services
 ) -> None:
     needed = scoped_routes(services)[(case.method, case.template)]
     dealer = factories.dealer(services)
     world = World(services, factories.credential(services, owner=dealer))
     if case.template == "/v1/apps/{app_id}/keys":
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
-    caller = factories.credential(services, owner=dealer, scopes=set(Scope) - {needed})
-    case.path(world), case.body(world)  # create the objects named before the snapshot
+    token = caller(services, dealer, set(Scope) - {needed}, kind)
     case.path(world), case.body(world)  # create the objects the route names, then snapshot
     before = snapshot(services, dealer.id)
-    with server.client(caller.token) as client:
+    with server.client(token) as client:
         response = case.send(client, world)
     assert response.status_code == 403, response.text
     assert response.json()["code"] == "insufficient_scope"
@@ -268,9 +304,10 @@ def test_missing_scope_is_403_with_no_side_effect(
     assert snapshot(services, dealer.id) == before
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.template}")
 def test_holding_only_the_scope_is_enough(
-    case: Case, server: VigilServer, services: Services
+    case: Case, kind: str, server: VigilServer, services: Services
 ) -> None:
     needed = scoped_routes(services)[(case.method, case.template)]
     dealer = factories.dealer(services)
@@ -278,10 +315,10 @@ def test_holding_only_the_scope_is_enough(
     world = World(services, factories.credential(services, owner=dealer, scopes={needed}))
     if case.template == "/v1/apps/{app_id}/keys":
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
-    caller = factories.credential(services, owner=dealer, scopes={needed})
+    token = caller(services, dealer, {needed}, kind)
     case.path(world), case.body(world)
     before = snapshot(services, dealer.id)
-    with server.client(caller.token) as client:
+    with server.client(token) as client:
         response = case.send(client, world)
     assert response.status_code in (200, 201), response.text
     if case.method == "POST":

@@ -341,3 +341,140 @@ idempotency_keys = Table(
     UniqueConstraint("dealer_id", "environment", "owner", "key", name="uq_idempotency_key"),
     Index("ix_idempotency_expiry", "expires_at"),
 )
+
+# --- OAuth 2.0, users and assertion partners (issue 6; S10, S11). Secrets are stored only as
+# SHA-256 (high-entropy tokens) or argon2id (passwords); never in clear.
+
+# People who can grant apps access: dealer operators and site users (a dealer's customers,
+# confined to `site_ids`). Users belong to a dealer, not an environment: the app they grant
+# decides the environment of the token.
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("dealer_id", String(40), ForeignKey("dealers.id"), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("site_ids", JSON, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("disabled_at", UtcDateTime, nullable=True),
+    UniqueConstraint("dealer_id", "email", name="uq_users_dealer_email"),
+)
+
+# An app's OAuth registration: the client id is the app id.
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("app_id", String(40), ForeignKey("apps.id"), primary_key=True),
+    Column("client_type", String(20), nullable=False),
+    Column("auth_method", String(30), nullable=False),
+    Column("secret_hash", LargeBinary(32), nullable=True),
+    Column("jwks", JSON, nullable=True),
+    Column("redirect_uris", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# A user's consent to an app for some scopes; revoking it revokes every token issued under it.
+oauth_grants = Table(
+    "oauth_grants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("app_id", String(40), ForeignKey("apps.id"), nullable=False),
+    Column("dealer_id", String(40), ForeignKey("dealers.id"), nullable=False),
+    Column("environment", String(20), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_oauth_grants_user", "user_id"),
+)
+
+oauth_codes = Table(
+    "oauth_codes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("secret_hash", LargeBinary(32), nullable=False),
+    Column("grant_id", String(40), ForeignKey("oauth_grants.id"), nullable=False),
+    Column("app_id", String(40), ForeignKey("apps.id"), nullable=False),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("redirect_uri", String(2000), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("code_challenge", String(128), nullable=False),
+    # Tokens issued from this code form one family: a replayed code revokes them all.
+    Column("family_id", String(40), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+)
+
+# Access and refresh tokens. The access-token lookup on the hot path is one primary-key read
+# joined to the app (so narrowing an app's scopes narrows its tokens at once).
+oauth_tokens = Table(
+    "oauth_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(10), nullable=False),
+    Column("secret_hash", LargeBinary(32), nullable=False),
+    Column("family_id", String(40), nullable=False),
+    Column("grant_id", String(40), ForeignKey("oauth_grants.id"), nullable=True),
+    Column("app_id", String(40), ForeignKey("apps.id"), nullable=True),
+    Column("partner_id", String(40), nullable=True),
+    Column("actor_type", String(20), nullable=False),
+    Column("actor_id", String(40), nullable=False),
+    Column("dealer_id", String(40), ForeignKey("dealers.id"), nullable=False),
+    Column("environment", String(20), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("site_ids", JSON, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    # Refresh tokens: the family's absolute end, carried forward on rotation.
+    Column("family_expires_at", UtcDateTime, nullable=True),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_oauth_tokens_family", "family_id"),
+    Index("ix_oauth_tokens_grant", "grant_id"),
+)
+
+# Service-to-service partners (RFC 7523): their public keys are uploaded, never fetched.
+partners = Table(
+    "partners",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("environment", String(20), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+partner_keys = Table(
+    "partner_keys",
+    metadata,
+    Column("partner_id", String(40), ForeignKey("partners.id"), primary_key=True),
+    Column("kid", String(200), primary_key=True),
+    Column("jwk", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("retire_at", UtcDateTime, nullable=True),
+)
+
+partner_authorizations = Table(
+    "partner_authorizations",
+    metadata,
+    Column("partner_id", String(40), ForeignKey("partners.id"), primary_key=True),
+    Column("dealer_id", String(40), ForeignKey("dealers.id"), primary_key=True),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+# One row per accepted assertion `jti`: the primary key makes the insert the atomic
+# "first use wins" test shared by every server process (RFC 7523 section 3, item 7).
+assertion_jtis = Table(
+    "assertion_jtis",
+    metadata,
+    Column("issuer", String(200), primary_key=True),
+    Column("jti", String(200), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_assertion_jtis_expiry", "expires_at"),
+)

@@ -1,0 +1,317 @@
+"""Assertion partners (S11): service principals that sign JWTs with their own private keys.
+
+Their public keys are uploaded as a JWKS (CLI or API), never fetched from a URL a token names;
+several are active at once, told apart by `kid`, and each can be retired from a date on, so a
+partner rotates by uploading the next key before retiring the last. A partner acts for a dealer
+only once that dealer has authorized it, and only within the scopes it authorized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, insert, or_, select, update
+
+from vigil.audit.actions import AuditAction
+from vigil.audit.log import AuditLog
+from vigil.auth.actor import Actor
+from vigil.auth.assertions import check_key
+from vigil.auth.principal import Environment
+from vigil.auth.scopes import Scope, decode_scopes, encode_scopes
+from vigil.core.clock import Clock
+from vigil.core.errors import InvalidInput, NotFound
+from vigil.core.ids import new_id
+from vigil.storage.db import Database
+from vigil.storage.tables import dealers, partner_authorizations, partner_keys, partners
+
+MAX_KEYS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    id: str
+    name: str
+    environment: Environment
+    scopes: frozenset[Scope]
+    created_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "environment": self.environment.value,
+            "scopes": sorted(s.value for s in self.scopes),
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def public_keys_of(jwks: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    keys = jwks.get("keys")
+    if not isinstance(keys, list) or not keys or len(keys) > MAX_KEYS:
+        raise InvalidInput(f"A JWKS is {{'keys': [...]}} with 1 to {MAX_KEYS} public keys.")
+    checked = []
+    for jwk in keys:
+        if not isinstance(jwk, dict):
+            raise InvalidInput("Every JWKS entry is a JSON object.")
+        try:
+            kid, _ = check_key(jwk)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        public = {
+            k: v
+            for k, v in jwk.items()
+            if k in ("kty", "crv", "x", "y", "n", "e", "kid", "alg", "use")
+        }
+        checked.append((kid, public))
+    if len({kid for kid, _ in checked}) != len(checked):
+        raise InvalidInput("Key ids (kid) must be unique.")
+    return checked
+
+
+class PartnerService:
+    def __init__(self, db: Database, audit: AuditLog, clock: Clock) -> None:
+        self._db, self._audit, self._clock = db, audit, clock
+
+    def create(
+        self,
+        actor: Actor,
+        *,
+        name: str,
+        environment: Environment,
+        scopes: Iterable[Scope],
+        jwks: Mapping[str, Any],
+    ) -> Partner:
+        name = name.strip()
+        if not 0 < len(name) <= 200:
+            raise InvalidInput("A partner name is 1 to 200 characters.")
+        granted = frozenset(scopes)
+        if not granted:
+            raise InvalidInput("A partner needs at least one scope.")
+        keys = public_keys_of(jwks)
+        now = self._clock.now()
+        partner = Partner(new_id("ptn"), name, environment, granted, now)
+        with self._db.transaction() as conn:
+            conn.execute(
+                insert(partners).values(
+                    id=partner.id,
+                    name=name,
+                    environment=environment.value,
+                    scopes=encode_scopes(granted),
+                    created_at=now,
+                )
+            )
+            self._insert_keys(conn, partner.id, keys, now)
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.PARTNER_CREATED,
+                    target_type="partner",
+                    target_id=partner.id,
+                    environment=environment.value,
+                    details={"scopes": encode_scopes(granted), "kids": [k for k, _ in keys]},
+                ),
+            )
+        return partner
+
+    def _insert_keys(
+        self, conn: Any, partner_id: str, keys: list[tuple[str, dict[str, Any]]], now: datetime
+    ) -> None:
+        for kid, jwk in keys:
+            conn.execute(
+                insert(partner_keys).values(partner_id=partner_id, kid=kid, jwk=jwk, created_at=now)
+            )
+
+    def add_keys(self, actor: Actor, partner_id: str, jwks: Mapping[str, Any]) -> list[str]:
+        keys = public_keys_of(jwks)
+        now = self._clock.now()
+        with self._db.transaction() as conn:
+            self._get(conn, partner_id)
+            existing = set(
+                conn.execute(
+                    select(partner_keys.c.kid).where(partner_keys.c.partner_id == partner_id)
+                ).scalars()
+            )
+            reused = sorted({k for k, _ in keys} & existing)
+            if reused:
+                raise InvalidInput("Key ids already registered: " + ", ".join(reused) + ".")
+            self._insert_keys(conn, partner_id, keys, now)
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.PARTNER_KEY_ADDED,
+                    target_type="partner",
+                    target_id=partner_id,
+                    details={"kids": [k for k, _ in keys]},
+                ),
+            )
+        return [k for k, _ in keys]
+
+    def retire_key(self, actor: Actor, partner_id: str, kid: str, at: datetime) -> None:
+        now = self._clock.now()
+        with self._db.transaction() as conn:
+            done = conn.execute(
+                update(partner_keys)
+                .where(partner_keys.c.partner_id == partner_id, partner_keys.c.kid == kid)
+                .values(retire_at=at)
+            )
+            if done.rowcount != 1:
+                raise NotFound(f"No key '{kid}' for partner '{partner_id}'.")
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.PARTNER_KEY_RETIRED,
+                    target_type="partner",
+                    target_id=partner_id,
+                    details={"kid": kid, "retire_at": at.isoformat()},
+                ),
+            )
+
+    def authorize(
+        self, actor: Actor, partner_id: str, dealer_id: str, scopes: Iterable[Scope]
+    ) -> frozenset[Scope]:
+        """The dealer's consent for the partner to act for it within `scopes` (replaces any
+        earlier authorization; an empty set withdraws it)."""
+        granted = frozenset(scopes)
+        now = self._clock.now()
+        with self._db.transaction() as conn:
+            self._get(conn, partner_id)
+            if conn.execute(select(dealers.c.id).where(dealers.c.id == dealer_id)).first() is None:
+                raise NotFound(f"No dealer '{dealer_id}'.")
+            key = and_(
+                partner_authorizations.c.partner_id == partner_id,
+                partner_authorizations.c.dealer_id == dealer_id,
+            )
+            revoked_at = None if granted else now
+            if conn.execute(select(partner_authorizations.c.partner_id).where(key)).first():
+                conn.execute(
+                    update(partner_authorizations)
+                    .where(key)
+                    .values(scopes=encode_scopes(granted), revoked_at=revoked_at)
+                )
+            else:
+                conn.execute(
+                    insert(partner_authorizations).values(
+                        partner_id=partner_id,
+                        dealer_id=dealer_id,
+                        scopes=encode_scopes(granted),
+                        created_at=now,
+                        revoked_at=revoked_at,
+                    )
+                )
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.PARTNER_AUTHORIZED,
+                    target_type="partner",
+                    target_id=partner_id,
+                    dealer_id=dealer_id,
+                    details={"scopes": encode_scopes(granted)},
+                ),
+            )
+        return granted
+
+    def _get(self, conn: Any, partner_id: str) -> Partner:
+        row = conn.execute(select(partners).where(partners.c.id == partner_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"No partner '{partner_id}'.")
+        return Partner(
+            row["id"],
+            row["name"],
+            Environment(row["environment"]),
+            decode_scopes(row["scopes"]),
+            row["created_at"],
+        )
+
+    def get(self, partner_id: str) -> Partner:
+        with self._db.read() as conn:
+            return self._get(conn, partner_id)
+
+    def exists(self, partner_id: str) -> bool:
+        with self._db.read() as conn:
+            found = conn.execute(select(partners.c.id).where(partners.c.id == partner_id)).first()
+        return found is not None
+
+    def active_key(self, partner_id: str, kid: str) -> dict[str, Any] | None:
+        """The registered public JWK, unless retired by now."""
+        now = self._clock.now()
+        query = select(partner_keys.c.jwk).where(
+            partner_keys.c.partner_id == partner_id,
+            partner_keys.c.kid == kid,
+            or_(partner_keys.c.retire_at.is_(None), partner_keys.c.retire_at > now),
+        )
+        with self._db.read() as conn:
+            jwk = conn.execute(query).scalar_one_or_none()
+        return dict(jwk) if jwk is not None else None
+
+    def authorization(self, partner_id: str, dealer_id: str) -> frozenset[Scope] | None:
+        query = select(partner_authorizations.c.scopes).where(
+            partner_authorizations.c.partner_id == partner_id,
+            partner_authorizations.c.dealer_id == dealer_id,
+            partner_authorizations.c.revoked_at.is_(None),
+        )
+        with self._db.read() as conn:
+            scopes = conn.execute(query).scalar_one_or_none()
+        return decode_scopes(scopes) if scopes is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionFacts:
+    """Everything a JWT-bearer grant needs about (partner, kid, dealer), read in one query."""
+
+    jwk: dict[str, Any]
+    environment: Environment
+    scopes: frozenset[Scope]
+    authorized: frozenset[Scope] | None
+
+
+# Built once: the grant's only read. The authorization is read for the `sub` the (not yet
+# verified) assertion names; the claim check then accepts `sub` only if this row authorizes it.
+_FACTS = (
+    select(
+        partner_keys.c.jwk,
+        partner_keys.c.retire_at,
+        partners.c.environment,
+        partners.c.scopes,
+        partner_authorizations.c.scopes.label("authorized"),
+    )
+    .join(partners, partners.c.id == partner_keys.c.partner_id)
+    .outerjoin(
+        partner_authorizations,
+        and_(
+            partner_authorizations.c.partner_id == partner_keys.c.partner_id,
+            partner_authorizations.c.dealer_id == bindparam("dealer_id"),
+            partner_authorizations.c.revoked_at.is_(None),
+        ),
+    )
+    .where(
+        partner_keys.c.partner_id == bindparam("partner_id"), partner_keys.c.kid == bindparam("kid")
+    )
+)
+
+
+def assertion_facts(
+    db: Database, partner_id: str, kid: str, dealer_id: str, now: datetime
+) -> AssertionFacts | None:
+    """None when the key is unknown or retired by `now`."""
+    with db.read() as conn:
+        row = (
+            conn.execute(_FACTS, {"partner_id": partner_id, "kid": kid, "dealer_id": dealer_id})
+            .mappings()
+            .first()
+        )
+    if row is None or (row["retire_at"] is not None and row["retire_at"] <= now):
+        return None
+    authorized = row["authorized"]
+    return AssertionFacts(
+        dict(row["jwk"]),
+        Environment(row["environment"]),
+        decode_scopes(row["scopes"]),
+        decode_scopes(authorized) if authorized is not None else None,
+    )
