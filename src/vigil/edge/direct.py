@@ -1,7 +1,7 @@
 """Routes the HTTPS edge answers itself, without FastAPI's per-request machinery.
 
-A route whose endpoint needs nothing from the request but the authorized caller (no path, query,
-header, cookie or body parameters, no other dependency) gains nothing from FastAPI's request
+A GET route whose endpoint needs nothing from the request but the authorized caller (no path,
+query, header, cookie or body parameters, no other dependency) gains nothing from FastAPI's request
 handling: dependency solving, two exit stacks, a `Request` object, response validation through
 `jsonable_encoder`. Together those cost more CPU per call than the rest of the edge (bench/
 RESULTS.md). For such a route the edge, which has already authenticated the caller and checked
@@ -47,6 +47,10 @@ class DirectRoute(APIRoute):
             or dependant.background_tasks_param_name
         ):
             raise TypeError(f"{where}: the endpoint may take nothing but the actor")
+        if not self.methods or not self.methods <= {"GET", "HEAD"}:
+            # Safe methods only: no body to read, and nothing for middlewares that act on
+            # writes (idempotency keys) to miss when the edge answers.
+            raise TypeError(f"{where}: only GET routes can be answered by the edge")
         deps = dependant.dependencies
         if len(deps) != 1 or not isinstance(deps[0].call, RequiredScope) or not deps[0].name:
             raise TypeError(f"{where}: needs exactly one parameter, `Depends(requires(...))`")

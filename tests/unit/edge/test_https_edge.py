@@ -176,6 +176,14 @@ def test_a_route_that_needs_the_request_cannot_be_direct() -> None:
         ) -> Who:  # pragma: no cover
             raise AssertionError
 
+    with pytest.raises(TypeError, match="only GET"):
+
+        @router.post("/write", response_model=Who)
+        async def write(
+            actor: Annotated[Actor, Depends(requires(None))],
+        ) -> Who:  # pragma: no cover
+            raise AssertionError
+
     with pytest.raises(TypeError, match="async def"):
 
         @router.get("/sync", response_model=Who)
