@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install system run test test-sqlite test-postgres lint fmt bench clean
+.PHONY: help install system run test test-sqlite test-postgres fuzz lint fmt bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test-sqlite: install
 
 test-postgres: install
 	VIGIL_TEST_DATABASE=postgres $(BIN)/pytest -q -p no:cacheprovider
+
+fuzz: install ## Longer schemathesis pass over the OpenAPI document (200 examples per operation)
+	VIGIL_FUZZ_EXAMPLES=200 $(BIN)/pytest -q -p no:cacheprovider tests/contract
 
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check src tests bench

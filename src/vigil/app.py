@@ -3,7 +3,8 @@
 The HTTPS edge is one middleware, `HttpsEdge`, running DESIGN.md's request flow in order:
 request id -> client IP -> authenticate -> rate limit -> authorize (the route's declaration) ->
 route, with the audit step and the security headers around every response it lets out, failed
-authentication included.
+authentication included. Inside it, `IdempotencyMiddleware` handles `Idempotency-Key` on
+authorized POSTs before the router runs the handler.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fastapi import FastAPI
 
 from vigil import __version__
 from vigil.api import errors, openapi, wellknown
-from vigil.api.v1 import apps, audit, me
+from vigil.api.v1 import apps, audit, me, sites
 from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
 from vigil.edge.asgi import ASGIApp, Scope, header, state
@@ -21,6 +22,7 @@ from vigil.edge.authentication import Authenticator
 from vigil.edge.client_ip import ClientIpMiddleware
 from vigil.edge.http_guard import PlainHttpGuard
 from vigil.edge.https import HttpsEdge
+from vigil.edge.idempotency import IdempotencyMiddleware
 from vigil.edge.rate_limit import TokenBuckets
 from vigil.edge.request_id import RequestIdMiddleware
 from vigil.services import Services
@@ -46,11 +48,12 @@ def create_api(services: Services) -> FastAPI:
     app.state.services = services
     errors.install(app)
     openapi.install(app)
-    for router in (me.router, apps.router, audit.router, wellknown.router):
+    for router in (me.router, apps.router, audit.router, sites.router, wellknown.router):
         # Mounted flat (not `include_router`) so `app.routes` lists every APIRoute with its
         # declared requirement: the route-coverage test reads exactly what serves requests.
         app.router.routes.extend(router.routes)
     settings = services.settings
+    app.add_middleware(IdempotencyMiddleware, store=services.idempotency, clock=services.clock)
     app.add_middleware(
         HttpsEdge,
         routes=app.router.routes,

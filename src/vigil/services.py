@@ -11,7 +11,9 @@ from vigil.auth.apikeys.service import ApiKeyService
 from vigil.auth.apikeys.verifier import ApiKeyVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
+from vigil.monitoring.sites import SiteService
 from vigil.storage.db import Database
+from vigil.storage.idempotency import IdempotencyStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
 
@@ -26,6 +28,8 @@ class Services:
     apps: AppService
     keys: ApiKeyService
     key_verifier: ApiKeyVerifier
+    sites: SiteService
+    idempotency: IdempotencyStore
 
     @classmethod
     def build(
@@ -58,6 +62,8 @@ class Services:
             apps=apps,
             keys=ApiKeyService(db, audit, clock, apps, settings.key_grace_default),
             key_verifier=ApiKeyVerifier(db, clock),
+            sites=SiteService(db, audit, clock),
+            idempotency=IdempotencyStore(db),
         )
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pytest
@@ -14,18 +15,38 @@ from tests.support import factories
 from tests.support.server import VigilServer
 
 from vigil.app import create_api
+from vigil.auth.actor import Actor
 from vigil.auth.scopes import Scope
 from vigil.edge.authorization import RequiredScope
 from vigil.services import Services
-from vigil.storage.tables import api_keys, apps
+from vigil.storage.tables import (
+    alarm_timeline,
+    alarms,
+    api_keys,
+    apps,
+    devices,
+    outbox_events,
+    sites,
+    snapshots,
+    telemetry,
+)
 
 
 @dataclass
 class World:
-    """One dealer's target app with a key, plus the caller under test."""
+    """One dealer's target app with a key, plus the caller under test, and monitoring objects
+    of the same tenant, each created on first use."""
 
     services: Services
     target: factories.Credential
+
+    @cached_property
+    def actor(self) -> Actor:
+        return factories.actor_of(self.services, self.target)
+
+    @cached_property
+    def site_id(self) -> str:
+        return self.services.sites.create(self.actor, {"name": "matrix site"}).id
 
 
 @dataclass(frozen=True)
@@ -56,7 +77,27 @@ CASES = [
     Case("POST", "/v1/keys/{key_id}/revoke", lambda w: f"/v1/keys/{w.target.key_id}/revoke"),
     Case("GET", "/v1/audit-events", lambda w: "/v1/audit-events"),
     Case("GET", "/v1/audit-events/export", lambda w: "/v1/audit-events/export"),
+    Case("GET", "/v1/sites", lambda w: "/v1/sites"),
+    Case("POST", "/v1/sites", lambda w: "/v1/sites", lambda w: {"name": "matrix"}),
+    Case("GET", "/v1/sites/{site_id}", lambda w: f"/v1/sites/{w.site_id}"),
+    Case(
+        "PATCH", "/v1/sites/{site_id}", lambda w: f"/v1/sites/{w.site_id}", lambda w: {"name": "x"}
+    ),
+    Case(
+        "POST",
+        "/v1/sites/{site_id}/arming-state",
+        lambda w: f"/v1/sites/{w.site_id}/arming-state",
+        lambda w: {"state": "armed_away"},
+    ),
+    Case(
+        "GET",
+        "/v1/sites/{site_id}/arming-history",
+        lambda w: f"/v1/sites/{w.site_id}/arming-history",
+    ),
 ]
+
+# Tenant tables whose rows or versions any scoped route could change.
+MONITORING = (sites, devices, telemetry, alarms, alarm_timeline, snapshots, outbox_events)
 
 
 def scoped_routes(services: Services) -> dict[tuple[str, str], Scope]:
@@ -83,7 +124,15 @@ def snapshot(services: Services, dealer_id: str) -> tuple[Any, ...]:
             .where(api_keys.c.dealer_id == dealer_id)
             .order_by(api_keys.c.id)
         ).all()
-    return n_apps, tuple(tuple(k) for k in keys)
+        monitoring = tuple(
+            conn.execute(
+                select(func.count(), *([func.sum(t.c.version)] if "version" in t.c else [])).where(
+                    t.c.dealer_id == dealer_id
+                )
+            ).one()
+            for t in MONITORING
+        )
+    return n_apps, tuple(tuple(k) for k in keys), monitoring
 
 
 def test_every_scoped_route_is_in_the_matrix(services: Services) -> None:
@@ -100,6 +149,7 @@ def test_missing_scope_is_403_with_no_side_effect(
     if case.template == "/v1/apps/{app_id}/keys":
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
     caller = factories.credential(services, owner=dealer, scopes=set(Scope) - {needed})
+    case.path(world)  # create the objects the route names before taking the snapshot
     before = snapshot(services, dealer.id)
     with server.client(caller.token) as client:
         response = client.request(case.method, case.path(world), json=case.body(world))
@@ -121,6 +171,7 @@ def test_holding_only_the_scope_is_enough(
     if case.template == "/v1/apps/{app_id}/keys":
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
     caller = factories.credential(services, owner=dealer, scopes={needed})
+    case.path(world)
     before = snapshot(services, dealer.id)
     with server.client(caller.token) as client:
         response = client.request(case.method, case.path(world), json=case.body(world))

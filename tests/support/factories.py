@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vigil.auth.actor import Actor
+from vigil.auth.actor import Actor, Tenant
 from vigil.auth.principal import ActorType, Environment
 from vigil.auth.scopes import Scope
 from vigil.services import Services
@@ -71,3 +71,13 @@ def audit_log(db: object, home: object, clock: object | None = None) -> object:
     clk = clock or SystemClock()
     signer = AuditSigner(Path(str(home)) / "keys" / "audit", clk, timedelta(days=30))  # type: ignore[arg-type]
     return AuditLog(db, signer, clk)  # type: ignore[arg-type]
+
+
+def tenant_of(cred: Credential) -> Tenant:
+    return Tenant(cred.dealer.id, cred.app.environment)
+
+
+def actor_of(services: Services, cred: Credential) -> Actor:
+    """The actor the API would build for `cred`: for calling services directly as that app."""
+    principal = services.key_verifier.verify(cred.token, "127.0.0.1")
+    return Actor.for_principal(principal, request_id=None, source_ip="127.0.0.1")

@@ -86,3 +86,24 @@ class RateLimited(VigilError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"Rate limit exceeded; retry after {retry_after} s.")
         self.retry_after = retry_after
+
+
+class PreconditionFailed(VigilError):
+    """`If-Match` named a version that is no longer current (RFC 9110 section 13.1.1): someone
+    else changed the resource first, so this change would overwrite theirs."""
+
+    status = 412
+    code = "precondition_failed"
+    title = "Precondition failed"
+
+
+class PayloadTooLarge(VigilError):
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class RangeNotSatisfiable(VigilError):
+    status = 416
+    code = "range_not_satisfiable"
+    title = "Range not satisfiable"

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -152,4 +153,191 @@ settings_kv = Table(
     metadata,
     Column("name", String(60), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# --- Monitoring (issue 4). Every row carries its tenant; `seq` orders rows for keyset
+# pagination (ids are random, so they cannot), `version` backs ETag / If-Match.
+
+
+def _seq() -> Column[int]:
+    return Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+
+
+def _tenant() -> tuple[Column[str], Column[str]]:
+    return (
+        Column("dealer_id", String(40), ForeignKey("dealers.id"), nullable=False),
+        Column("environment", String(20), nullable=False),
+    )
+
+
+sites = Table(
+    "sites",
+    metadata,
+    _seq(),
+    Column("id", String(40), nullable=False, unique=True),
+    *_tenant(),
+    Column("name", String(200), nullable=False),
+    Column("external_id", String(100), nullable=True),
+    Column("account_number", String(40), nullable=True),
+    Column("address", JSON, nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("monitoring_station", String(200), nullable=True),
+    Column("arming_state", String(20), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_sites_tenant", "dealer_id", "environment", "seq"),
+    UniqueConstraint("dealer_id", "environment", "external_id", name="uq_sites_external_id"),
+)
+
+site_arming_changes = Table(
+    "site_arming_changes",
+    metadata,
+    _seq(),
+    Column("id", String(40), nullable=False, unique=True),
+    *_tenant(),
+    Column("site_id", String(40), ForeignKey("sites.id"), nullable=False),
+    Column("from_state", String(20), nullable=False),
+    Column("to_state", String(20), nullable=False),
+    Column("actor_type", String(20), nullable=False),
+    Column("actor_id", String(200), nullable=False),
+    Column("reason", String(500), nullable=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Index("ix_site_arming_site", "site_id", "seq"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    _seq(),
+    Column("id", String(40), nullable=False, unique=True),
+    *_tenant(),
+    Column("site_id", String(40), ForeignKey("sites.id"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("parent_id", String(40), ForeignKey("devices.id"), nullable=True),
+    Column("channel", Integer, nullable=True),
+    Column("serial", String(100), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("firmware_version", String(100), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("heartbeat_seconds", Integer, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_devices_tenant", "dealer_id", "environment", "seq"),
+    Index("ix_devices_site", "site_id", "seq"),
+    Index("ix_devices_presence", "status", "last_seen_at"),
+    UniqueConstraint("dealer_id", "environment", "serial", name="uq_devices_serial"),
+    UniqueConstraint("parent_id", "channel", name="uq_devices_channel"),
+)
+
+telemetry = Table(
+    "telemetry",
+    metadata,
+    _seq(),
+    *_tenant(),
+    Column("device_id", String(40), ForeignKey("devices.id"), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_telemetry_series", "device_id", "metric", "recorded_at"),
+)
+
+alarms = Table(
+    "alarms",
+    metadata,
+    _seq(),
+    Column("id", String(40), nullable=False, unique=True),
+    *_tenant(),
+    Column("site_id", String(40), ForeignKey("sites.id"), nullable=False),
+    Column("device_id", String(40), ForeignKey("devices.id"), nullable=True),
+    Column("zone", String(100), nullable=True),
+    Column("type", String(20), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("description", String(2000), nullable=True),
+    Column("snapshot_ids", JSON, nullable=False),
+    Column("verification_requested", Integer, nullable=False),
+    Column("resolution_code", String(40), nullable=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_alarms_status", "dealer_id", "environment", "status", "seq"),
+    Index("ix_alarms_site", "dealer_id", "environment", "site_id", "seq"),
+    Index("ix_alarms_tenant", "dealer_id", "environment", "seq"),
+)
+
+alarm_timeline = Table(
+    "alarm_timeline",
+    metadata,
+    _seq(),
+    Column("id", String(40), nullable=False, unique=True),
+    *_tenant(),
+    Column("alarm_id", String(40), ForeignKey("alarms.id"), nullable=False),
+    Column("action", String(30), nullable=False),
+    Column("actor_type", String(20), nullable=False),
+    Column("actor_id", String(200), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("details", JSON, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Index("ix_alarm_timeline_alarm", "alarm_id", "seq"),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    _seq(),
+    Column("id", String(40), nullable=False, unique=True),
+    *_tenant(),
+    Column("device_id", String(40), ForeignKey("devices.id"), nullable=False),
+    Column("alarm_id", String(40), ForeignKey("alarms.id"), nullable=True),
+    Column("content_type", String(100), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("object_key", String(200), nullable=False),
+    Column("captured_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_snapshots_tenant", "dealer_id", "environment", "seq"),
+    Index("ix_snapshots_device", "device_id", "seq"),
+    Index("ix_snapshots_alarm", "alarm_id"),
+)
+
+# The transactional outbox: written in the same transaction as the change it announces; the
+# webhooks issue delivers from it. Rows are never updated; delivery state lives elsewhere.
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    _seq(),
+    Column("id", String(40), nullable=False, unique=True),
+    *_tenant(),
+    Column("type", String(60), nullable=False),
+    Column("subject_type", String(40), nullable=False),
+    Column("subject_id", String(40), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_outbox_tenant", "dealer_id", "environment", "seq"),
+)
+
+# Idempotency-Key records: a claimed key while the first request runs, its response after.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    _seq(),
+    Column("dealer_id", String(40), nullable=False),
+    Column("environment", String(20), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("request_hash", LargeBinary(32), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("response_status", Integer, nullable=True),
+    Column("response_headers", JSON, nullable=True),
+    Column("response_body", LargeBinary, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    UniqueConstraint("dealer_id", "environment", "owner", "key", name="uq_idempotency_key"),
+    Index("ix_idempotency_expiry", "expires_at"),
 )

@@ -1,0 +1,1 @@
+"""Domain events: what changed, announced through the transactional outbox."""

@@ -1,0 +1,1 @@
+"""The monitoring domain: sites, devices, telemetry, alarms and snapshots."""

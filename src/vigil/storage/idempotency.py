@@ -1,0 +1,131 @@
+"""Idempotency-Key records: the first response to a keyed POST, replayed for 24 hours.
+
+A key is claimed (state `pending`) before the request runs, so two copies of one request sent at
+once cannot both execute: the second sees the claim and is told to retry later (409). When the
+first finishes, its response is stored (`done`) before it is released to the client; a retry
+then gets exactly that response. Keys are per tenant and per caller, so one app can never read
+another's stored response by guessing its key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from vigil.storage.db import Database
+from vigil.storage.tables import idempotency_keys
+
+REPLAY_WINDOW = timedelta(hours=24)
+# A claim older than this is taken to belong to a request whose process died mid-way.
+ABANDONED_AFTER = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    dealer_id: str
+    environment: str
+    caller: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    request_hash: bytes
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of claiming a key: ours to run, someone else's in flight, or answered."""
+
+    claimed: bool
+    in_flight: bool = False
+    stored: StoredResponse | None = None
+
+
+class IdempotencyStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _where(self, owner: Owner, key: str) -> Any:
+        c = idempotency_keys.c
+        return (
+            (c.dealer_id == owner.dealer_id)
+            & (c.environment == owner.environment)
+            & (c.owner == owner.caller)
+            & (c.key == key)
+        )
+
+    def claim(self, owner: Owner, key: str, now: datetime) -> Claim:
+        c = idempotency_keys.c
+        with self._db.transaction() as conn:
+            row = conn.execute(select(idempotency_keys).where(self._where(owner, key))).first()
+            if row is not None:
+                m = row._mapping
+                expired = m["expires_at"] <= now
+                abandoned = m["state"] == "pending" and m["created_at"] <= now - ABANDONED_AFTER
+                if not (expired or abandoned):
+                    if m["state"] == "pending":
+                        return Claim(claimed=False, in_flight=True)
+                    return Claim(
+                        claimed=False,
+                        stored=StoredResponse(
+                            bytes(m["request_hash"]),
+                            int(m["response_status"]),
+                            [(k, v) for k, v in m["response_headers"]],
+                            bytes(m["response_body"]),
+                        ),
+                    )
+                conn.execute(delete(idempotency_keys).where(c.seq == m["seq"]))
+        try:
+            with self._db.transaction() as conn:
+                conn.execute(
+                    insert(idempotency_keys).values(
+                        dealer_id=owner.dealer_id,
+                        environment=owner.environment,
+                        owner=owner.caller,
+                        key=key,
+                        request_hash=b"",
+                        state="pending",
+                        created_at=now,
+                        expires_at=now + REPLAY_WINDOW,
+                    )
+                )
+        except IntegrityError:  # a concurrent copy claimed it between our read and insert
+            return Claim(claimed=False, in_flight=True)
+        return Claim(claimed=True)
+
+    def complete(self, owner: Owner, key: str, response: StoredResponse) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(
+                update(idempotency_keys)
+                .where(self._where(owner, key))
+                .values(
+                    state="done",
+                    request_hash=response.request_hash,
+                    response_status=response.status,
+                    response_headers=[list(h) for h in response.headers],
+                    response_body=response.body,
+                )
+            )
+
+    def release(self, owner: Owner, key: str) -> None:
+        """Forget a claim whose request did not succeed, so a corrected retry can run."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                delete(idempotency_keys).where(
+                    self._where(owner, key), idempotency_keys.c.state == "pending"
+                )
+            )
+
+    def purge_expired(self, now: datetime) -> int:
+        with self._db.transaction() as conn:
+            result = conn.execute(
+                delete(idempotency_keys).where(idempotency_keys.c.expires_at <= now)
+            )
+        return int(result.rowcount or 0)
