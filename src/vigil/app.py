@@ -44,6 +44,10 @@ def create_api(services: Services) -> FastAPI:
         description=(
             "Video-verified alarm monitoring. Every call is authenticated, scoped and audited."
         ),
+        # FastAPI's native OpenTelemetry is off: Vigil configures no OpenTelemetry provider (its
+        # record of every call is the audit trail), and with it on FastAPI looks up the global
+        # tracer, meter and logger providers on every request to find out that none is set.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     errors.install(app)
