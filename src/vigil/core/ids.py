@@ -14,15 +14,25 @@ import threading
 BASE62 = string.digits + string.ascii_letters
 
 
+# Every two-digit base62 string, indexed by its value: two digits per `divmod` halves the
+# big-integer divisions (an id is 22 digits; each request mints at least one).
+_PAIRS = tuple(a + b for a in BASE62 for b in BASE62)
+
+
 def base62(value: int, width: int) -> str:
     """Fixed-width base62, so tokens have a constant, checkable length."""
-    chars = []
-    for _ in range(width):
+    chunks = []
+    remaining = width
+    while remaining >= 2:
+        value, rem = divmod(value, 3844)
+        chunks.append(_PAIRS[rem])
+        remaining -= 2
+    if remaining:
         value, rem = divmod(value, 62)
-        chars.append(BASE62[rem])
+        chunks.append(BASE62[rem])
     if value:
         raise ValueError("value does not fit in the requested width")
-    return "".join(reversed(chars))
+    return "".join(reversed(chunks))
 
 
 class _RandomPool:
