@@ -40,3 +40,22 @@ def test_new_ids_are_prefixed_128_bit_base62() -> None:
     assert prefix == "aud"
     assert len(body) == 22
     assert decode(body) < 2**128
+
+
+def test_a_forked_child_never_reuses_the_parents_randomness() -> None:
+    import os
+
+    from vigil.core.ids import random_id_bytes
+
+    random_id_bytes(1)  # the parent's buffer is filled
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read_end)
+        os.write(write_end, random_id_bytes(16))
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 16)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert child != random_id_bytes(16)

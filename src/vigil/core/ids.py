@@ -43,16 +43,24 @@ class _RandomPool:
     SIZE = 4096
 
     def __init__(self) -> None:
+        self._forget()
+        # Never share randomness across fork: a child starts with an empty buffer (and a fresh
+        # lock, in case another thread held it at the fork). A hook rather than a `getpid()`
+        # per call, which is a system call on every id.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
         self._lock = threading.Lock()
         self._buffer = b""
-        self._pid = os.getpid()
+        self._offset = 0
 
     def take(self, n: int) -> bytes:
         with self._lock:
-            if len(self._buffer) < n or self._pid != os.getpid():  # never share across fork
-                self._buffer, self._pid = secrets.token_bytes(self.SIZE), os.getpid()
-            chunk, self._buffer = self._buffer[:n], self._buffer[n:]
-            return chunk
+            start = self._offset
+            if start + n > len(self._buffer):
+                self._buffer, start = secrets.token_bytes(self.SIZE), 0
+            self._offset = start + n
+            return self._buffer[start : start + n]
 
 
 _POOL = _RandomPool()
