@@ -189,3 +189,17 @@ def test_a_route_that_needs_the_request_cannot_be_direct() -> None:
         @router.get("/sync", response_model=Who)
         def sync(actor: Annotated[Actor, Depends(requires(None))]) -> Who:  # pragma: no cover
             raise AssertionError
+
+
+def test_no_durable_record_means_503_with_every_edge_header(world: World) -> None:
+    async def failing(record: AuditRecord) -> None:
+        raise OSError("disk full")
+
+    world.append = failing  # type: ignore[method-assign]
+    response = world.get("/who", GOOD)
+    assert response.status_code == 503
+    assert response.json()["code"] == "audit_unavailable"
+    assert "dlr_1" not in response.text
+    assert response.headers["retry-after"] == "5"
+    assert response.headers["strict-transport-security"] == HSTS_VALUE.decode()
+    assert response.json()["request_id"] == response.headers["x-request-id"]
