@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute
 
 from vigil.auth.actor import Actor
+from vigil.auth.principal import Principal
 from vigil.core.clock import Clock
 from vigil.core.errors import VigilError
 from vigil.edge.asgi import ASGIApp, Message, Receive, Scope, Send
@@ -85,6 +86,7 @@ class HttpsEdge:
         if refusal is None:
             refusal = rate_limit(self.buckets, principal, client_ip)
         route: BaseRoute | None = None
+        admitted: Principal | None = None
         if refusal is None and (found := self.routes.resolve(scope)) is not None:
             route, child = found
             requirement = self.routes.requirement(route)
@@ -92,7 +94,7 @@ class HttpsEdge:
                 if requirement.scope is not None:
                     st["scope_used"] = requirement.scope.value
                 try:
-                    requirement.admit(principal)
+                    admitted = requirement.admit(principal)
                 except VigilError as error:
                     refusal = error
             if refusal is not None or isinstance(route, DirectRoute):
@@ -119,10 +121,11 @@ class HttpsEdge:
             if refusal is not None:
                 st["error"] = refusal
                 await send_error(edge_send, refusal, request_id)
-            elif isinstance(route, DirectRoute):
-                assert principal is not None  # admitted by its RequiredScope above
+            elif isinstance(route, DirectRoute) and admitted is not None:
+                # (A DirectRoute always declares a RequiredScope, so `admitted` is set here;
+                # were it not, FastAPI would serve the route and its dependency would refuse.)
                 actor = Actor.for_principal(
-                    principal,
+                    admitted,
                     request_id=request_id,
                     source_ip=client_ip,
                     user_agent=agent,
