@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install system run test test-sqlite test-postgres fuzz lint fmt bench clean
+.PHONY: help install system run test test-sqlite test-postgres fuzz lint fmt bench bench-crypto clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ fmt: install ## Apply ruff's formatting and safe fixes
 
 bench: system install ## Run the benchmarks (ratios against baselines measured in the same run)
 	$(BIN)/python bench/edge.py
+
+bench-crypto: install ## Envelope and streaming encryption against raw AES-GCM (bench/crypto.py)
+	$(BIN)/python bench/crypto.py
 
 clean: ## Remove the virtualenv and local state
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

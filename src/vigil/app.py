@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from vigil import __version__
 from vigil.api import errors, openapi, wellknown
-from vigil.api.v1 import apps, audit, me, sites
+from vigil.api.v1 import alarms, apps, audit, devices, me, sites, snapshots, telemetry
 from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
 from vigil.edge.asgi import ASGIApp, Scope, header, state
@@ -52,7 +52,18 @@ def create_api(services: Services) -> FastAPI:
     app.state.services = services
     errors.install(app)
     openapi.install(app)
-    for router in (me.router, apps.router, audit.router, sites.router, wellknown.router):
+    routers = (
+        me.router,
+        apps.router,
+        audit.router,
+        sites.router,
+        devices.router,
+        telemetry.router,
+        alarms.router,
+        snapshots.router,
+        wellknown.router,
+    )
+    for router in routers:
         # Mounted flat (not `include_router`) so `app.routes` lists every APIRoute with its
         # declared requirement: the route-coverage test reads exactly what serves requests.
         app.router.routes.extend(router.routes)

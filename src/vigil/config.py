@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -58,11 +58,41 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0, le=60)
     audit_signing_key_days: int = Field(default=30, ge=1, le=365)
 
+    # Largest snapshot or clip accepted in one upload (413 beyond it); clips run long.
+    snapshot_max_bytes: int = Field(default=2 * 1024**3, ge=1, le=64 * 1024**3)
+    # How often the server looks for devices past their heartbeat window (monitoring/presence.py):
+    # the worst-case delay of a `device.offline` event beyond the window itself.
+    presence_sweep_seconds: float = Field(default=15.0, gt=0, le=3600)
+
     security_contact: str = "mailto:security@vigil.example"
     security_policy_url: str = "https://vigil.example/security-policy"
     security_languages: str = "en"
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Key management (S7): which KMS wraps the data keys. docs/encryption.md has the details.
+    kms: Literal["local", "transit", "aws"] = "local"
+    # local: seals the master key file in $VIGIL_HOME/keys/ (scrypt); unset = file mode 0600 only.
+    kms_passphrase: SecretStr | None = None
+    # transit: OpenBao/Vault. Plain http:// is accepted for loopback addresses only.
+    kms_transit_url: str = "http://127.0.0.1:8200"
+    kms_transit_token: SecretStr | None = None
+    kms_transit_mount: str = "transit"
+    kms_transit_key: str = "vigil-platform"
+    kms_transit_ca: Path | None = None
+    kms_transit_namespace: str | None = None
+    # aws: the platform key (id, ARN or alias/...); region and endpoint default to boto3's.
+    kms_aws_key_id: str | None = None
+    kms_aws_region: str | None = None
+    kms_aws_endpoint_url: str | None = None
+    # Unwrapped data keys kept in memory: how long, and for how many (tenant, purpose) keys.
+    key_cache_ttl_seconds: float = Field(default=300.0, gt=0, le=86400)
+    key_cache_size: int = Field(default=1024, ge=1)
+
+    @field_validator("kms", mode="before")
+    @classmethod
+    def _lower_kms(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -93,6 +123,10 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.home / "objects"
 
     @property
     def key_grace_default(self) -> timedelta:

@@ -118,10 +118,16 @@ async def serve(settings: Settings, services: Services) -> None:
         loop.add_signal_handler(sig, on_stop)
     http_task = asyncio.create_task(http.serve())
     purge_task = asyncio.create_task(purge_daily(services))
+    stop_sweeping = asyncio.Event()
+    sweep_task = asyncio.create_task(
+        sweep_presence(services, settings.presence_sweep_seconds, stop_sweeping)
+    )
     try:
         await https.serve()
     finally:
         purge_task.cancel()
+        stop_sweeping.set()
+        await sweep_task  # lets a sweep in flight finish before the database is closed
         http.should_exit = True
         await http_task
         services.close()
@@ -143,3 +149,20 @@ async def purge_daily(services: Services) -> None:
         except Exception:  # retried tomorrow; a failed purge never loses a record
             log.exception("audit retention purge failed")
         await asyncio.sleep(PURGE_EVERY)
+
+
+async def sweep_presence(services: Services, every: float, stop: asyncio.Event) -> None:
+    """Take devices past their heartbeat window offline, every `every` seconds until `stop`.
+
+    Safe with several server processes on one database: each transition is a conditional
+    update, so only one sweeper announces a given device going offline.
+    """
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if stop.is_set():
+            return
+        try:
+            await asyncio.to_thread(services.presence.mark_overdue)
+        except Exception:  # the next sweep retries; nothing was half-announced
+            log.exception("presence sweep failed")

@@ -11,9 +11,15 @@ from vigil.auth.apikeys.service import ApiKeyService
 from vigil.auth.apikeys.verifier import ApiKeyVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
+from vigil.monitoring.alarms import AlarmService
+from vigil.monitoring.devices import DeviceService
+from vigil.monitoring.presence import PresenceService
 from vigil.monitoring.sites import SiteService
+from vigil.monitoring.snapshots import SnapshotService
+from vigil.monitoring.telemetry import TelemetryService
 from vigil.storage.db import Database
 from vigil.storage.idempotency import IdempotencyStore
+from vigil.storage.objects.local import LocalObjectStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
 
@@ -30,6 +36,11 @@ class Services:
     key_verifier: ApiKeyVerifier
     sites: SiteService
     idempotency: IdempotencyStore
+    snapshots: SnapshotService
+    alarms: AlarmService
+    devices: DeviceService
+    telemetry: TelemetryService
+    presence: PresenceService
 
     @classmethod
     def build(
@@ -53,6 +64,7 @@ class Services:
             checkpoint_seconds=settings.audit_checkpoint_seconds,
         )
         apps = AppService(db, audit, clock)
+        objects = LocalObjectStore(settings.objects_dir)
         return cls(
             settings=settings,
             clock=clock,
@@ -64,6 +76,11 @@ class Services:
             key_verifier=ApiKeyVerifier(db, clock),
             sites=SiteService(db, audit, clock),
             idempotency=IdempotencyStore(db),
+            snapshots=SnapshotService(db, audit, clock, objects, settings.snapshot_max_bytes),
+            alarms=AlarmService(db, audit, clock),
+            devices=DeviceService(db, audit, clock),
+            telemetry=TelemetryService(db, audit, clock),
+            presence=PresenceService(db, audit, clock),
         )
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -18,6 +19,7 @@ from vigil.app import create_api
 from vigil.auth.actor import Actor
 from vigil.auth.scopes import Scope
 from vigil.edge.authorization import RequiredScope
+from vigil.monitoring.alarm_models import AlarmType, NewAlarm
 from vigil.services import Services
 from vigil.storage.tables import (
     alarm_timeline,
@@ -48,6 +50,32 @@ class World:
     def site_id(self) -> str:
         return self.services.sites.create(self.actor, {"name": "matrix site"}).id
 
+    @cached_property
+    def device_id(self) -> str:
+        fields = {"site_id": self.site_id, "kind": "sensor", "serial": f"M-{self.site_id}"}
+        return self.services.devices.create(self.actor, fields | {"name": "matrix sensor"}).id
+
+    @cached_property
+    def snapshot_id(self) -> str:
+        snapshot = self.services.snapshots.create(
+            self.actor, self.device_id, [b"\xff\xd8\xff matrix"], content_type="image/jpeg"
+        )
+        return snapshot.id
+
+    @cached_property
+    def alarm_id(self) -> str:
+        """A `new` alarm: it can be acknowledged, resolved and annotated."""
+        new = NewAlarm(self.site_id, AlarmType.BURGLARY, datetime.now(UTC))
+        return self.services.alarms.create(self.actor, new).id
+
+    @cached_property
+    def acknowledged_alarm_id(self) -> str:
+        """A fresh alarm acknowledged by the target, so it can be dispatched."""
+        new = NewAlarm(self.site_id, AlarmType.FIRE, datetime.now(UTC))
+        alarm_id = self.services.alarms.create(self.actor, new).id
+        self.services.alarms.acknowledge(self.actor, alarm_id)
+        return alarm_id
+
 
 @dataclass(frozen=True)
 class Case:
@@ -55,6 +83,14 @@ class Case:
     template: str
     path: Callable[[World], str]
     body: Callable[[World], dict[str, Any] | None] = lambda w: None
+    content: bytes | None = None  # a raw body instead of JSON (uploads)
+    content_type: str = "application/json"
+
+    def send(self, client: Any, world: World) -> Any:
+        if self.content is None:
+            return client.request(self.method, self.path(world), json=self.body(world))
+        headers = {"Content-Type": self.content_type}
+        return client.request(self.method, self.path(world), content=self.content, headers=headers)
 
 
 CASES = [
@@ -93,6 +129,77 @@ CASES = [
         "GET",
         "/v1/sites/{site_id}/arming-history",
         lambda w: f"/v1/sites/{w.site_id}/arming-history",
+    ),
+    Case(
+        "POST",
+        "/v1/devices/{device_id}/snapshots",
+        lambda w: f"/v1/devices/{w.device_id}/snapshots",
+        content=b"\xff\xd8\xff matrix",
+        content_type="image/jpeg",
+    ),
+    Case("GET", "/v1/snapshots", lambda w: "/v1/snapshots"),
+    Case("GET", "/v1/snapshots/{snapshot_id}", lambda w: f"/v1/snapshots/{w.snapshot_id}"),
+    Case(
+        "GET",
+        "/v1/snapshots/{snapshot_id}/content",
+        lambda w: f"/v1/snapshots/{w.snapshot_id}/content",
+    ),
+    Case("GET", "/v1/alarms", lambda w: "/v1/alarms"),
+    Case(
+        "POST",
+        "/v1/alarms",
+        lambda w: "/v1/alarms",
+        lambda w: {"site_id": w.site_id, "type": "panic", "occurred_at": "2026-11-27T22:00:00Z"},
+    ),
+    Case("GET", "/v1/alarms/{alarm_id}", lambda w: f"/v1/alarms/{w.alarm_id}"),
+    Case("GET", "/v1/alarms/{alarm_id}/timeline", lambda w: f"/v1/alarms/{w.alarm_id}/timeline"),
+    Case(
+        "POST",
+        "/v1/alarms/{alarm_id}/acknowledge",
+        lambda w: f"/v1/alarms/{w.alarm_id}/acknowledge",
+    ),
+    Case(
+        "POST",
+        "/v1/alarms/{alarm_id}/dispatch",
+        lambda w: f"/v1/alarms/{w.acknowledged_alarm_id}/dispatch",
+        lambda w: {"agency": "police"},
+    ),
+    Case(
+        "POST",
+        "/v1/alarms/{alarm_id}/resolve",
+        lambda w: f"/v1/alarms/{w.alarm_id}/resolve",
+        lambda w: {"resolution_code": "false_alarm"},
+    ),
+    Case(
+        "POST",
+        "/v1/alarms/{alarm_id}/annotate",
+        lambda w: f"/v1/alarms/{w.alarm_id}/annotate",
+        lambda w: {"note": "matrix note"},
+    ),
+    Case("GET", "/v1/devices", lambda w: "/v1/devices"),
+    Case(
+        "POST",
+        "/v1/devices",
+        lambda w: "/v1/devices",
+        lambda w: {"site_id": w.site_id, "kind": "panel", "serial": "P-1", "name": "panel"},
+    ),
+    Case("GET", "/v1/devices/{device_id}", lambda w: f"/v1/devices/{w.device_id}"),
+    Case(
+        "PATCH",
+        "/v1/devices/{device_id}",
+        lambda w: f"/v1/devices/{w.device_id}",
+        lambda w: {"firmware_version": "2.0"},
+    ),
+    Case(
+        "POST",
+        "/v1/devices/{device_id}/telemetry",
+        lambda w: f"/v1/devices/{w.device_id}/telemetry",
+        lambda w: {"readings": [{"metric": "t", "value": 1, "timestamp": "2026-01-01T00:00:00Z"}]},
+    ),
+    Case(
+        "GET",
+        "/v1/devices/{device_id}/telemetry",
+        lambda w: f"/v1/devices/{w.device_id}/telemetry",
     ),
 ]
 
@@ -149,10 +256,11 @@ def test_missing_scope_is_403_with_no_side_effect(
     if case.template == "/v1/apps/{app_id}/keys":
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
     caller = factories.credential(services, owner=dealer, scopes=set(Scope) - {needed})
-    case.path(world)  # create the objects the route names before taking the snapshot
+    case.path(world), case.body(world)  # create the objects named before the snapshot
+    case.path(world), case.body(world)  # create the objects the route names, then snapshot
     before = snapshot(services, dealer.id)
     with server.client(caller.token) as client:
-        response = client.request(case.method, case.path(world), json=case.body(world))
+        response = case.send(client, world)
     assert response.status_code == 403, response.text
     assert response.json()["code"] == "insufficient_scope"
     assert response.json()["scope"] == needed.value
@@ -171,10 +279,10 @@ def test_holding_only_the_scope_is_enough(
     if case.template == "/v1/apps/{app_id}/keys":
         services.keys.revoke(factories.OPERATOR, world.target.key_id)
     caller = factories.credential(services, owner=dealer, scopes={needed})
-    case.path(world)
+    case.path(world), case.body(world)
     before = snapshot(services, dealer.id)
     with server.client(caller.token) as client:
-        response = client.request(case.method, case.path(world), json=case.body(world))
+        response = case.send(client, world)
     assert response.status_code in (200, 201), response.text
     if case.method == "POST":
         assert snapshot(services, dealer.id) != before

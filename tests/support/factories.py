@@ -81,3 +81,34 @@ def actor_of(services: Services, cred: Credential) -> Actor:
     """The actor the API would build for `cred`: for calling services directly as that app."""
     principal = services.key_verifier.verify(cred.token, "127.0.0.1")
     return Actor.for_principal(principal, request_id=None, source_ip="127.0.0.1")
+
+
+# Monitoring objects, made through the real services as the given app.
+
+
+def site(services: Services, actor: Actor) -> str:
+    return services.sites.create(actor, {"name": f"Site {next(_counter)}"}).id
+
+
+def camera(services: Services, actor: Actor, site_id: str | None = None) -> str:
+    """A camera at `site_id` (a new site when None)."""
+    site_id = site_id or site(services, actor)
+    fields = {"site_id": site_id, "kind": "camera", "serial": f"SN-{next(_counter)}"}
+    return services.devices.create(actor, fields | {"name": "test camera"}).id
+
+
+def alarm(services: Services, actor: Actor, site_id: str) -> str:
+    """A `new` burglary alarm at `site_id`."""
+    from datetime import UTC, datetime
+
+    from vigil.monitoring.alarm_models import AlarmType, NewAlarm
+
+    new = NewAlarm(site_id, AlarmType.BURGLARY, datetime.now(UTC))
+    return services.alarms.create(actor, new).id
+
+
+def snapshot(services: Services, actor: Actor, device_id: str) -> str:
+    """A tiny JPEG-typed snapshot taken by `device_id`."""
+    return services.snapshots.create(
+        actor, device_id, [b"\xff\xd8\xff test"], content_type="image/jpeg"
+    ).id

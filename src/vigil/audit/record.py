@@ -32,6 +32,15 @@ class AuditRecord:
     details: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=lambda: new_id("aud"))
 
+    def __post_init__(self) -> None:
+        # PostgreSQL cannot store NUL in text. A path segment or user agent the caller chose
+        # must not make this record (and with it a whole group-commit batch) fail, so NUL is
+        # replaced before anything is hashed or stored.
+        for name in _CALLER_CHOSEN:
+            value = getattr(self, name)
+            if value is not None and "\x00" in value:
+                object.__setattr__(self, name, value.replace("\x00", "\ufffd"))
+
     def as_row(self) -> dict[str, Any]:
         """The row to store. Text is cut to its column's width here, in one place: a value an
         attacker controls (a path segment, a user agent, a method) must never make a record,
@@ -44,6 +53,8 @@ class AuditRecord:
         row["action"] = self.action.value
         return row
 
+
+_CALLER_CHOSEN = ("target_id", "user_agent", "route", "method")
 
 # Column widths of `audit_events` (see storage/tables.py).
 WIDTHS = {

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import typer
 
+from vigil.audit.actions import AuditAction
 from vigil.auth.principal import Environment
 from vigil.auth.scopes import parse_scopes
 from vigil.cli.context import open_services
-from vigil.cli.output import JsonOption, emit, friendly_errors, operator, split_csv, table
+from vigil.cli.output import (
+    JsonOption,
+    emit,
+    friendly_errors,
+    operator,
+    record_read,
+    split_csv,
+    table,
+)
 
 app = typer.Typer(help="Manage apps and the scopes granted to them.", no_args_is_help=True)
 
@@ -50,6 +59,7 @@ def list_(
     """List apps."""
     with friendly_errors(), open_services() as svc:
         rows = [a.as_json() for a in svc.apps.list(None, dealer_id=dealer)]
+        record_read(svc, AuditAction.APPS_LISTED, "app", len(rows), dealer=dealer)
         emit(
             rows,
             as_json,

@@ -11,8 +11,18 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from vigil.audit.actions import AuditAction
 from vigil.cli.context import open_services
-from vigil.cli.output import JsonOption, console, emit, fail, friendly_errors, operator, table
+from vigil.cli.output import (
+    JsonOption,
+    console,
+    emit,
+    fail,
+    friendly_errors,
+    operator,
+    record_read,
+    table,
+)
 
 app = typer.Typer(help="Verify, export and retain the audit log.", no_args_is_help=True)
 
@@ -72,7 +82,6 @@ def verify(
             ),
         )
         broken = next((r.problem for r in reports if r.problem), None)
-        from vigil.audit.actions import AuditAction
 
         svc.audit.write_now(
             operator().record(
@@ -123,7 +132,6 @@ def export(
             ):
                 handle.write(line)
                 count += line.startswith('{"type":"record"')
-        from vigil.audit.actions import AuditAction
 
         svc.audit.write_now(
             operator().record(
@@ -183,7 +191,6 @@ def purge(as_json: bool = JsonOption) -> None:
 @app.command("rotate-key")
 def rotate_key(as_json: bool = JsonOption) -> None:
     """Start signing checkpoints with a new Ed25519 key (old keys stay published)."""
-    from vigil.audit.actions import AuditAction
 
     with friendly_errors(), open_services() as svc:
         with svc.db.transaction() as conn:
@@ -203,5 +210,8 @@ def rotate_key(as_json: bool = JsonOption) -> None:
 @app.command("keys")
 def keys() -> None:
     """Print the checkpoint public keys (JWKS), as served at /.well-known/vigil-audit-keys.json."""
-    with friendly_errors(), open_services() as svc, svc.db.read() as conn:
-        sys.stdout.write(json.dumps(svc.audit.signer.jwks(conn), indent=2) + "\n")
+    with friendly_errors(), open_services() as svc:
+        with svc.db.read() as conn:
+            jwks = svc.audit.signer.jwks(conn)
+        record_read(svc, AuditAction.AUDIT_KEYS_LISTED, "audit_signing_key", len(jwks["keys"]))
+        sys.stdout.write(json.dumps(jwks, indent=2) + "\n")

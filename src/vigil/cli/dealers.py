@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from vigil.audit.actions import AuditAction
 from vigil.cli.context import open_services
-from vigil.cli.output import JsonOption, emit, friendly_errors, operator, table
+from vigil.cli.output import JsonOption, emit, friendly_errors, operator, record_read, table
 from vigil.tenancy.models import Plan
 
 app = typer.Typer(help="Manage dealers (tenants).", no_args_is_help=True)
@@ -35,6 +36,7 @@ def list_(as_json: bool = JsonOption) -> None:
     """List dealers."""
     with friendly_errors(), open_services() as svc:
         rows = [d.as_json() for d in svc.dealers.list()]
+        record_read(svc, AuditAction.DEALERS_LISTED, "dealer", len(rows))
         emit(
             rows,
             as_json,

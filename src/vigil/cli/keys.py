@@ -7,9 +7,19 @@ from typing import Any
 
 import typer
 
+from vigil.audit.actions import AuditAction
 from vigil.auth.scopes import parse_scopes
 from vigil.cli.context import open_services
-from vigil.cli.output import JsonOption, console, emit, friendly_errors, operator, split_csv, table
+from vigil.cli.output import (
+    JsonOption,
+    console,
+    emit,
+    friendly_errors,
+    operator,
+    record_read,
+    split_csv,
+    table,
+)
 
 app = typer.Typer(help="Issue, rotate, revoke and list API keys.", no_args_is_help=True)
 
@@ -83,6 +93,9 @@ def list_(
     """List keys: status, exposure, expiry and last use (never secrets)."""
     with friendly_errors(), open_services() as svc:
         rows = [k.as_json() for k in svc.keys.list(None, app_id=app_id, dealer_id=dealer)]
+        record_read(
+            svc, AuditAction.API_KEYS_LISTED, "api_key", len(rows), app=app_id, dealer=dealer
+        )
         cols = [
             "id",
             "app_id",

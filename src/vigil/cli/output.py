@@ -13,10 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vigil.audit.actions import AuditAction
 from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
 from vigil.config import Settings, current_os_user, load_settings
 from vigil.core.errors import VigilError
+from vigil.services import Services
 
 console = Console()
 errors = Console(stderr=True)
@@ -31,6 +33,18 @@ def settings() -> Settings:
 
 def operator() -> Actor:
     return Actor(type=ActorType.OPERATOR, id=f"cli:{current_os_user()}", via="cli")
+
+
+def record_read(
+    svc: Services, action: AuditAction, target_type: str, count: int, **filters: str | None
+) -> None:
+    """Reading the platform's tenants, apps or keys is an operator action too (S14): who looked
+    at what is part of the trail, not only who changed it."""
+    details: dict[str, object] = {"count": count}
+    details |= {k: v for k, v in filters.items() if v is not None}
+    svc.audit.write_now(
+        operator().record(svc.clock.now(), action, target_type=target_type, details=details)
+    )
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -103,7 +103,20 @@ class PayloadTooLarge(VigilError):
     title = "Payload too large"
 
 
+class UnsupportedMediaType(VigilError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
 class RangeNotSatisfiable(VigilError):
+    """`size` is the representation's length, for `Content-Range: bytes */size` (RFC 9110
+    section 15.5.17)."""
+
     status = 416
     code = "range_not_satisfiable"
     title = "Range not satisfiable"
+
+    def __init__(self, detail: str, *, size: int) -> None:
+        super().__init__(detail, size=size)
+        self.size = size

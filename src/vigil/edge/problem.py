@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from vigil.core.errors import AuthenticationFailed, InsufficientScope, RateLimited, VigilError
+from vigil.core.errors import (
+    AuthenticationFailed,
+    InsufficientScope,
+    RangeNotSatisfiable,
+    RateLimited,
+    VigilError,
+)
 from vigil.edge.asgi import Send
 
 PROBLEM_TYPE_BASE = "https://vigil.dev/problems/"
@@ -40,6 +46,8 @@ def error_headers(error: VigilError) -> list[tuple[bytes, bytes]]:
         return [(b"www-authenticate", value.encode())]
     if isinstance(error, RateLimited):
         return [(b"retry-after", str(error.retry_after).encode())]
+    if isinstance(error, RangeNotSatisfiable):
+        return [(b"content-range", f"bytes */{error.size}".encode())]
     return []
 
 

@@ -16,6 +16,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
 from sqlalchemy.pool import NullPool, QueuePool
 
+from vigil.core.errors import InvalidInput
 from vigil.storage.roles import app_role_of, apply_grants
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,6 +39,24 @@ def _postgres_durability(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("SET synchronous_commit = on")
     cursor.close()
     dbapi_connection.commit()
+
+
+def _refuse_nul(
+    _conn: Connection,
+    _cursor: Any,
+    _statement: str,
+    parameters: Any,
+    _context: Any,
+    executemany: bool,
+) -> None:
+    """Text with a NUL character is bad input, not a server error: PostgreSQL cannot store it
+    (and SQLite would store what C-string consumers truncate). Checked once, here, for every
+    statement, so no front or service can forget it."""
+    rows = parameters if executemany else (parameters,)
+    for row in rows:
+        for value in row.values() if isinstance(row, dict) else row or ():
+            if type(value) is str and "\x00" in value:
+                raise InvalidInput("Text may not contain NUL (U+0000) characters.")
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -68,6 +87,7 @@ class Database:
             kwargs["max_overflow"] = 20
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
+        event.listen(self.engine, "before_cursor_execute", _refuse_nul)
         if not self.is_sqlite:
             event.listen(self.engine, "connect", _postgres_durability)
         if self.is_sqlite:

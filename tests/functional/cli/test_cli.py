@@ -98,3 +98,31 @@ def test_audit_verify_passes_and_is_itself_audited(server: VigilServer) -> None:
         ).scalar_one()
     engine.dispose()
     assert n >= 2
+
+
+@pytest.mark.parametrize(
+    ("args", "action"),
+    [
+        (["dealers", "list", "--json"], "dealer.listed"),
+        (["apps", "list", "--json"], "app.listed"),
+        (["keys", "list", "--json"], "api_key.listed"),
+        (["audit", "keys"], "audit_signing_key.listed"),
+    ],
+)
+def test_reading_the_platform_is_an_audited_operator_action(
+    server: VigilServer, args: list[str], action: str
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server.env.get("VIGIL_DATABASE_OWNER_URL") or server.database_url)
+    query = text("SELECT actor_type, actor_id FROM audit_events WHERE action = :a ORDER BY seq")
+    with engine.connect() as conn:
+        before = conn.execute(query, {"a": action}).all()
+    out = server.run_cli(*args)
+    with engine.connect() as conn:
+        after = conn.execute(query, {"a": action}).all()
+    engine.dispose()
+    assert out.returncode == 0, out.stderr
+    assert len(after) == len(before) + 1
+    assert after[-1][0] == "operator"
+    assert str(after[-1][1]).startswith("cli:")

@@ -21,14 +21,28 @@ AppsWrite = Annotated[Actor, Depends(requires(Scope.APPS_WRITE))]
 
 
 class AppCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Central station bridge",
+                    "scopes": ["alarms:read", "alarms:write"],
+                    "ip_allow_list": ["203.0.113.0/24"],
+                }
+            ]
+        },
+    )
     name: str = Field(min_length=1, max_length=200)
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
     ip_allow_list: list[str] = Field(default_factory=list, max_length=100)
 
 
 class KeyRotate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"grace_seconds": 86400, "scopes": ["alarms:read"]}]},
+    )
     grace_seconds: int | None = Field(default=None, ge=0, le=7 * 24 * 3600)
     scopes: list[Scope] | None = Field(default=None, min_length=1, max_length=len(Scope))
 

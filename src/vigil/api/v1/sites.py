@@ -58,7 +58,10 @@ class SiteFields(BaseModel):
 
 
 class SitePatch(BaseModel):
-    model_config = Strict
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Warehouse 7 (north)", "timezone": "UTC"}]},
+    )
     name: str | None = Field(default=None, min_length=1, max_length=200)
     external_id: str | None = Field(default=None, min_length=1, max_length=100)
     account_number: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,40}$")

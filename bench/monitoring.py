@@ -1,0 +1,389 @@
+"""Monitoring API benchmark (issue 4): three targets, each against a baseline in the same run.
+
+Run it with `.venv/bin/python bench/monitoring.py` (SQLite, the embedded default). It starts the
+real `vigil serve` (pinned to core 0, rate limit lifted), creates a dealer, a sandbox key with
+every scope, a site and a device through the real services, and measures:
+
+1. **Telemetry ingest through the full edge**: readings/s of `POST /v1/devices/{id}/telemetry`
+   in batches of 500 (TLS, key check, scope check, validation, one transaction per call with its
+   audit record, and the edge's own audit record), from 8 concurrent connections on core 1,
+   against the **raw `executemany` insert rate of the same rows into the same database**: the
+   same 500-row batches, one transaction each (what one API call does), on a plain `sqlite3`
+   connection with the same pragmas (WAL, `synchronous=FULL`), also on core 0. Target >= 0.5.
+2. **Snapshot upload + download through the full edge** of one large object (default 256 MiB,
+   streamed from a generator and hashed on the way back), against a **plain file copy of the
+   same bytes** (copy + fsync, then read the copy back: the same write-durably-then-read work
+   without HTTP, TLS or hashing). Target >= 0.5, with the server's peak RSS growth printed
+   (flat memory: it must stay far below the object size).
+3. **`GET /v1/alarms?status=new&limit=50` p99** with 10,000 alarms in the table and again with
+   1,000,000 (rows inserted directly, 20 % `new`, spread over several tenants), 300 sequential
+   requests after 30 warm-up ones each time. Target: p99 at 1M within 2x of p99 at 10k.
+
+Each figure is printed with its baseline and ratio. Exit status 0 only when every target is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from tests.support import factories  # noqa: E402
+from tests.support.server import VigilServer  # noqa: E402
+
+from vigil.services import Services  # noqa: E402
+
+BATCH = 500
+CHUNK = 1 << 20
+
+
+def pin(pid: int, core: int) -> None:
+    os.sched_setaffinity(pid, {core})
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def sqlite_time(when: datetime) -> str:
+    """How `UtcDateTime` stores a timestamp on SQLite (naive UTC, microseconds)."""
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def telemetry_body(start: datetime) -> bytes:
+    readings = [
+        {
+            "metric": "temperature" if i % 2 else "humidity",
+            "value": 20.0 + (i % 37) / 10,
+            "timestamp": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+        }
+        for i in range(BATCH)
+    ]
+    return json.dumps({"readings": readings}).encode()
+
+
+async def ingest_load(
+    server: VigilServer, token: str, device_id: str, seconds: float, connections: int
+) -> tuple[int, int]:
+    """Returns (readings accepted, failed calls) within `seconds`."""
+    body = telemetry_body(datetime.now(UTC) - timedelta(hours=1))
+    tls = ssl.create_default_context(cafile=server.ca_pem)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    url = f"{server.base_url}/v1/devices/{device_id}/telemetry"
+    accepted = failed = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal accepted, failed
+        async with httpx.AsyncClient(verify=tls, headers=headers, timeout=30) as client:
+            while time.perf_counter() < deadline:
+                response = await client.post(url, content=body)
+                if response.status_code in (200, 201, 202):
+                    accepted += BATCH
+                else:
+                    failed += 1
+                    if failed == 1:
+                        print(f"  ingest refused: {response.status_code} {response.text[:300]}")
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return accepted, failed
+
+
+def raw_executemany_rate(database: Path, dealer: str, device: str, seconds: float) -> float:
+    """Rows/s of 500-row `executemany` transactions on a plain sqlite3 connection, on core 0."""
+    previous = os.sched_getaffinity(0)
+    pin(0, 0)
+    try:
+        conn = sqlite3.connect(database, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        start = datetime.now(UTC) - timedelta(hours=2)
+        rows = [
+            (
+                dealer,
+                "sandbox",
+                device,
+                "temperature" if i % 2 else "humidity",
+                20.0 + (i % 37) / 10,
+                sqlite_time(start + timedelta(seconds=i)),
+            )
+            for i in range(BATCH)
+        ]
+        sql = (
+            "INSERT INTO telemetry (dealer_id, environment, device_id, metric, value, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        done = 0
+        began = time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+            done += BATCH
+        elapsed = time.perf_counter() - began
+        conn.close()
+        return done / elapsed
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+def object_chunks(total: int, seed: int = 7) -> Iterator[bytes]:
+    block = random.Random(seed).randbytes(CHUNK)
+    sent = 0
+    while sent < total:
+        n = min(CHUNK, total - sent)
+        yield block[:n]
+        sent += n
+
+
+def snapshot_round_trip(
+    server: VigilServer, token: str, device_id: str, size: int
+) -> tuple[float, float, str, str]:
+    """(upload seconds, download seconds, sha256 sent, sha256 received)."""
+    tls = ssl.create_default_context(cafile=server.ca_pem)
+    sent = hashlib.sha256()
+
+    def body() -> Iterator[bytes]:
+        for chunk in object_chunks(size):
+            sent.update(chunk)
+            yield chunk
+
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "video/mp4",
+        "Content-Length": str(size),
+    }
+    with httpx.Client(verify=tls, timeout=600) as client:
+        began = time.perf_counter()
+        response = client.post(
+            f"{server.base_url}/v1/devices/{device_id}/snapshots", content=body(), headers=headers
+        )
+        upload = time.perf_counter() - began
+        if response.status_code != 201:
+            raise SystemExit(f"snapshot upload failed: {response.status_code} {response.text}")
+        snapshot_id = response.json()["id"]
+        received = hashlib.sha256()
+        began = time.perf_counter()
+        with client.stream(
+            "GET",
+            f"{server.base_url}/v1/snapshots/{snapshot_id}/content",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as stream:
+            for chunk in stream.iter_raw(CHUNK):
+                received.update(chunk)
+        download = time.perf_counter() - began
+    return upload, download, sent.hexdigest(), received.hexdigest()
+
+
+def file_copy_seconds(workdir: Path, size: int) -> float:
+    """Copy the same bytes file-to-file with fsync, then read the copy back."""
+    source, target = workdir / "source.bin", workdir / "target.bin"
+    with source.open("wb") as f:
+        for chunk in object_chunks(size):
+            f.write(chunk)
+    began = time.perf_counter()
+    shutil.copyfile(source, target)
+    with target.open("rb+") as f:
+        os.fsync(f.fileno())
+    with target.open("rb") as f:
+        while f.read(CHUNK):
+            pass
+    elapsed = time.perf_counter() - began
+    source.unlink()
+    target.unlink()
+    return elapsed
+
+
+def seed_alarms(
+    database: Path, tenants: list[tuple[str, str]], site_ids: dict[str, str], n: int
+) -> None:
+    """Insert `n` alarms directly, spread over `tenants`, 20 % of them `new`."""
+    conn = sqlite3.connect(database, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=10000")
+    statuses = ["new", "acknowledged", "dispatched", "resolved", "resolved"]
+    now = datetime.now(UTC)
+    rng = random.Random(n)
+    sql = (
+        "INSERT INTO alarms (id, dealer_id, environment, site_id, device_id, zone, type, priority,"
+        " status, description, snapshot_ids, verification_requested, resolution_code,"
+        " occurred_at, version, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, NULL, '[]', 0, NULL, ?, 1, ?, ?)"
+    )
+    batch: list[tuple[object, ...]] = []
+    for i in range(n):
+        dealer, environment = tenants[i % len(tenants)]
+        when = sqlite_time(now - timedelta(seconds=n - i))
+        batch.append(
+            (
+                f"alm_bench{rng.getrandbits(80):x}",
+                dealer,
+                environment,
+                site_ids[dealer],
+                f"zone {i % 16}",
+                "burglary",
+                1 + i % 5,
+                statuses[i % 5],
+                when,
+                when,
+                when,
+            )
+        )
+        if len(batch) == 50_000:
+            conn.execute("BEGIN")
+            conn.executemany(sql, batch)
+            conn.execute("COMMIT")
+            batch.clear()
+    if batch:
+        conn.execute("BEGIN")
+        conn.executemany(sql, batch)
+        conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+def list_p99_ms(server: VigilServer, token: str, requests: int = 300) -> float:
+    tls = ssl.create_default_context(cafile=server.ca_pem)
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{server.base_url}/v1/alarms"
+    params = {"status": "new", "limit": "50"}
+    timings = []
+    with httpx.Client(verify=tls, headers=headers) as client:
+        for i in range(30 + requests):
+            began = time.perf_counter()
+            response = client.get(url, params=params)
+            elapsed = time.perf_counter() - began
+            if response.status_code != 200 or len(response.json()["data"]) != 50:
+                raise SystemExit(f"alarm listing failed: {response.status_code} {response.text}")
+            if i >= 30:
+                timings.append(elapsed * 1000)
+    return statistics.quantiles(timings, n=100)[98]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="ingest run length")
+    parser.add_argument("--snapshot-mib", type=int, default=256)
+    parser.add_argument("--alarms", type=int, default=1_000_000, help="large table size")
+    args = parser.parse_args()
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("needs two cores: the server runs on core 0, the load on core 1")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(f"load average at start: {os.getloadavg()}")
+    home = Path(tempfile.mkdtemp(prefix="vigil-bench-monitoring-"))
+    database = home / "vigil.db"
+    server = VigilServer(
+        home,
+        f"sqlite:///{database}",
+        rate_limit_per_second=1e9,
+        rate_limit_burst=10**9,
+        snapshot_max_bytes=max(args.snapshot_mib, 1) << 21,
+        log_level="warning",
+    )
+    server.start()
+    assert server.proc is not None
+    pin(server.proc.pid, 0)
+    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
+        pin(int(task.name), 0)
+    os.sched_setaffinity(0, {1})
+    services: Services = server.services()
+    results: list[tuple[str, float, float, bool]] = []
+    try:
+        cred = factories.credential(services)
+        actor = factories.actor_of(services, cred)
+        site = services.sites.create(actor, {"name": "bench site"})
+        device = services.devices.create(
+            actor, {"site_id": site.id, "kind": "camera", "serial": "bench-1", "name": "cam"}
+        )
+
+        print("\n1. telemetry ingest, batches of 500")
+        accepted, failed = asyncio.run(
+            ingest_load(server, cred.token, device.id, args.seconds, connections=8)
+        )
+        vigil_rate = accepted / args.seconds
+        raw_rate = raw_executemany_rate(database, cred.dealer.id, device.id, args.seconds)
+        ratio = vigil_rate / raw_rate
+        print(f"  vigil: {vigil_rate:,.0f} readings/s ({failed} failed calls)")
+        print(f"  raw executemany, same rows, same database: {raw_rate:,.0f} rows/s")
+        print(f"  ratio {ratio:.2f} (target >= 0.5)")
+        results.append(("telemetry ingest", vigil_rate, raw_rate, ratio >= 0.5 and failed == 0))
+
+        print(f"\n2. snapshot upload + download, {args.snapshot_mib} MiB")
+        size = args.snapshot_mib << 20
+        rss_before = peak_rss_kib(server.proc.pid)
+        upload, download, sent, received = snapshot_round_trip(server, cred.token, device.id, size)
+        rss_growth = (peak_rss_kib(server.proc.pid) - rss_before) / 1024
+        copy = file_copy_seconds(home, size)
+        ratio = copy / (upload + download)
+        print(
+            f"  vigil: upload {size / upload / 2**20:,.0f} MiB/s, download "
+            f"{size / download / 2**20:,.0f} MiB/s, together {upload + download:.2f} s"
+        )
+        print(f"  plain copy + fsync + read back: {copy:.2f} s")
+        print(
+            f"  sha256 round trip {'ok' if sent == received else 'MISMATCH'}; server peak RSS "
+            f"growth {rss_growth:.0f} MiB for a {args.snapshot_mib} MiB object"
+        )
+        print(f"  ratio {ratio:.2f} (target >= 0.5)")
+        flat = rss_growth < 100
+        results.append(
+            (
+                "snapshot round trip",
+                upload + download,
+                copy,
+                ratio >= 0.5 and flat and sent == received,
+            )
+        )
+
+        print("\n3. GET /v1/alarms?status=new&limit=50 p99, 10k vs large table")
+        others = [factories.credential(services) for _ in range(3)]
+        tenants = [(cred.dealer.id, "sandbox")] + [(o.dealer.id, "sandbox") for o in others]
+        sites = {cred.dealer.id: site.id}
+        for other in others:
+            sites[other.dealer.id] = services.sites.create(
+                factories.actor_of(services, other), {"name": "s"}
+            ).id
+        seed_alarms(database, tenants, sites, 10_000)
+        small = list_p99_ms(server, cred.token)
+        seed_alarms(database, tenants, sites, args.alarms - 10_000)
+        large = list_p99_ms(server, cred.token)
+        ratio = large / small
+        print(f"  p99 at 10,000 alarms: {small:.2f} ms; at {args.alarms:,}: {large:.2f} ms")
+        print(f"  growth {ratio:.2f}x (target <= 2)")
+        results.append(("alarm listing p99", large, small, ratio <= 2.0))
+    finally:
+        services.close()
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    print(f"\nload average at end: {os.getloadavg()}")
+    print("\nsummary:")
+    for name, _vigil, _base, ok in results:
+        print(f"  {name}: {'PASS' if ok else 'FAIL'}")
+    return 0 if all(ok for *_, ok in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""`VIGIL_KMS=aws`: AWS KMS through boto3.
+
+`GenerateDataKey` (AES_256) returns the data key in the clear and wrapped under a KMS key that
+never leaves AWS; `Decrypt` unwraps; `ReEncrypt` moves a wrapped key to the newest key material
+without exposing it to Vigil; `RotateKeyOnDemand` rotates the key material (AWS keeps old
+material, so old wraps still decrypt). The encryption context (dealer, purpose, keyset,
+generation) is AWS's `EncryptionContext`: wraps do not decrypt under another context, and the
+context is logged in CloudTrail, which gives per-tenant KMS audit for free.
+
+Enterprise dealers get a customer managed key of their own (`CreateKey` with alias
+`alias/vigil-dealer-<id>`); the platform key is configured (`VIGIL_KMS_AWS_KEY_ID`) and must exist.
+Decrypt always names the expected `KeyId`, so a wrapped key made under another key is refused
+even if the caller's IAM role could use both.
+
+Tested with moto, a simulator: see docs/encryption.md for what that does and does not prove.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vigil.crypto.errors import KmsError
+from vigil.crypto.kms.port import EncryptionContext, GeneratedDataKey, check_dealer_id
+from vigil.crypto.material import SecretKey
+
+
+class AwsKms:
+    """AWS KMS provider. boto3 clients are thread-safe."""
+
+    provider = "aws"
+
+    def __init__(
+        self,
+        platform_key_id: str,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        client: Any = None,
+    ) -> None:
+        if client is None:
+            import boto3  # optional dependency: only deployments on AWS KMS need it
+
+            client = boto3.client("kms", region_name=region, endpoint_url=endpoint_url)
+        self._client = client
+        self.platform_key_ref = platform_key_id
+
+    def __repr__(self) -> str:
+        return f"<AwsKms platform={self.platform_key_ref}>"
+
+    # ---------------------------------------------------------------- key admin
+
+    def ensure_platform_key(self) -> None:
+        meta = self._call("DescribeKey", KeyId=self.platform_key_ref)["KeyMetadata"]
+        if not meta.get("Enabled") or meta.get("KeySpec") not in (None, "SYMMETRIC_DEFAULT"):
+            raise KmsError("VIGIL_KMS_AWS_KEY_ID must be an enabled symmetric KMS key.")
+
+    def create_tenant_key(self, dealer_id: str) -> str:
+        alias = f"alias/vigil-dealer-{check_dealer_id(dealer_id)}"
+        try:
+            return str(self._client.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
+        except self._client.exceptions.NotFoundException:
+            pass
+        except Exception as exc:  # botocore errors: keep their class name, never their payload
+            raise KmsError(f"AWS KMS DescribeKey failed: {type(exc).__name__}.") from None
+        meta = self._call(
+            "CreateKey",
+            Description=f"Vigil enterprise dealer {dealer_id}",
+            KeyUsage="ENCRYPT_DECRYPT",
+            KeySpec="SYMMETRIC_DEFAULT",
+            Tags=[{"TagKey": "vigil:dealer", "TagValue": dealer_id}],
+        )["KeyMetadata"]
+        try:
+            self._client.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
+        except self._client.exceptions.AlreadyExistsException:
+            # Another process provisioned this dealer at the same moment: use its key, and
+            # schedule ours for deletion (the shortest window AWS allows) rather than leak it.
+            self._call("ScheduleKeyDeletion", KeyId=meta["KeyId"], PendingWindowInDays=7)
+            return str(self._call("DescribeKey", KeyId=alias)["KeyMetadata"]["Arn"])
+        except Exception as exc:
+            raise KmsError(f"AWS KMS CreateAlias failed: {type(exc).__name__}.") from None
+        return str(meta["Arn"])
+
+    def rotate(self, key_ref: str) -> None:
+        self._call("RotateKeyOnDemand", KeyId=key_ref)
+
+    # ------------------------------------------------------------ data keys
+
+    def generate_data_key(self, key_ref: str, context: EncryptionContext) -> GeneratedDataKey:
+        out = self._call(
+            "GenerateDataKey", KeyId=key_ref, KeySpec="AES_256", EncryptionContext=dict(context)
+        )
+        return GeneratedDataKey(SecretKey(out["Plaintext"]), bytes(out["CiphertextBlob"]), key_ref)
+
+    def decrypt_data_key(
+        self, key_ref: str, wrapped: bytes, context: EncryptionContext
+    ) -> SecretKey:
+        out = self._call(
+            "Decrypt", CiphertextBlob=wrapped, KeyId=key_ref, EncryptionContext=dict(context)
+        )
+        return SecretKey(out["Plaintext"])
+
+    def rewrap(self, key_ref: str, wrapped: bytes, context: EncryptionContext) -> bytes:
+        out = self._call(
+            "ReEncrypt",
+            CiphertextBlob=wrapped,
+            SourceKeyId=key_ref,
+            SourceEncryptionContext=dict(context),
+            DestinationKeyId=key_ref,
+            DestinationEncryptionContext=dict(context),
+        )
+        return bytes(out["CiphertextBlob"])
+
+    def close(self) -> None:
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
+
+    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        method = getattr(self._client, _snake(operation))
+        try:
+            result: dict[str, Any] = method(**params)
+        except Exception as exc:
+            # botocore's ClientError carries the error code, which is safe and useful
+            # (AccessDeniedException, InvalidCiphertextException); parameters are never echoed.
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            raise KmsError(f"AWS KMS {operation} failed: {code}.") from None
+        return result
+
+
+def _snake(operation: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")

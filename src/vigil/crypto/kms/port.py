@@ -1,0 +1,86 @@
+"""The KMS port: what Vigil needs from a key management service (S7).
+
+Envelope encryption: the KMS generates a data key and returns it twice, in the clear (used in
+memory, never stored) and wrapped under a key-encryption key (KEK) that never leaves the KMS
+(stored). Reading data means asking the KMS to unwrap. Each wrap is bound to an *encryption
+context* (dealer, purpose, keyset, version): a wrapped key copied into another dealer's row fails
+to unwrap there (AWS EncryptionContext, Transit derived-key `context`, local AAD).
+
+Key references (`key_ref`) are provider strings: a local key name, a Transit key name, an AWS key
+ARN. Standard dealers share the platform KEK (with their own data keys); enterprise dealers get a
+KEK of their own from `create_tenant_key` (S8).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from vigil.crypto.errors import InvalidBinding
+from vigil.crypto.material import SecretKey
+
+EncryptionContext = Mapping[str, str]
+
+_DEALER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def canonical_context(context: EncryptionContext) -> bytes:
+    """Deterministic bytes for a context (sorted keys, no whitespace): same map, same bytes."""
+    return json.dumps(dict(context), sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def check_dealer_id(dealer_id: str) -> str:
+    """Dealer ids become parts of key names; allow only characters every provider accepts."""
+    if not _DEALER_ID.fullmatch(dealer_id):
+        raise InvalidBinding("dealer id must be 1-64 characters of [A-Za-z0-9_-]")
+    return dealer_id
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedDataKey:
+    """A fresh data key: `plaintext` for use now, `wrapped` to store."""
+
+    plaintext: SecretKey
+    wrapped: bytes = field(repr=False)
+    kms_key_ref: str
+
+
+class Kms(Protocol):
+    """One interface, three providers (`local`, `transit`, `aws`), chosen by `VIGIL_KMS`."""
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def platform_key_ref(self) -> str:
+        """The KEK for standard dealers."""
+        ...
+
+    def ensure_platform_key(self) -> None:
+        """Create the platform KEK if the provider can and it is missing; else check it exists."""
+        ...
+
+    def create_tenant_key(self, dealer_id: str) -> str:
+        """A dedicated KEK for an enterprise dealer; idempotent (same dealer, same ref)."""
+        ...
+
+    def generate_data_key(self, key_ref: str, context: EncryptionContext) -> GeneratedDataKey: ...
+
+    def decrypt_data_key(
+        self, key_ref: str, wrapped: bytes, context: EncryptionContext
+    ) -> SecretKey:
+        """Unwrap; raises `KmsError` on a wrong key, wrong context or tampered bytes."""
+        ...
+
+    def rotate(self, key_ref: str) -> None:
+        """New KEK version: new wraps use it; existing wraps still unwrap."""
+        ...
+
+    def rewrap(self, key_ref: str, wrapped: bytes, context: EncryptionContext) -> bytes:
+        """Re-encrypt a wrapped key under the newest KEK version without exposing it."""
+        ...
+
+    def close(self) -> None: ...

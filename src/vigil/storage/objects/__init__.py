@@ -1,0 +1,1 @@
+"""Object storage for snapshot and clip content: a port and its adapters."""

@@ -1,0 +1,156 @@
+"""One contract, three providers: local file KMS, a real OpenBao dev server, AWS KMS via moto.
+
+moto is a simulator of AWS's API: passing here shows that our calls, parameters and error handling
+match what AWS documents (and what moto implements), not that a real AWS account, its IAM policies
+or key policies behave the same (docs/encryption.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.openbao import OpenBaoServer
+
+from vigil.crypto.errors import KmsError
+from vigil.crypto.kms.aws import AwsKms
+from vigil.crypto.kms.local import LocalKms
+from vigil.crypto.kms.port import Kms
+from vigil.crypto.kms.transit import TransitKms
+
+CONTEXT = {"vigil:dealer": "dlr_a", "vigil:purpose": "records", "vigil:version": "1"}
+
+
+@pytest.fixture(scope="module")
+def openbao() -> Iterator[OpenBaoServer]:
+    with OpenBaoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def moto_kms() -> Iterator[object]:
+    import boto3
+    from moto import mock_aws
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with mock_aws():
+            yield boto3.client("kms", region_name="us-east-1")
+
+
+@pytest.fixture(params=["local", "transit", "aws"])
+def kms(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kms]:
+    provider: Kms
+    if request.param == "local":
+        provider = LocalKms(tmp_path / "keys")
+    elif request.param == "transit":
+        bao: OpenBaoServer = request.getfixturevalue("openbao")
+        # A fresh platform key per test, so rotations in one test do not leak into another.
+        provider = TransitKms(
+            bao.url, bao.token, platform_key=f"vigil-platform-{os.urandom(4).hex()}"
+        )
+    else:
+        client = request.getfixturevalue("moto_kms")
+        key_id = client.create_key()["KeyMetadata"]["Arn"]  # type: ignore[attr-defined]
+        provider = AwsKms(key_id, client=client)
+    provider.ensure_platform_key()
+    try:
+        yield provider
+    finally:
+        provider.close()
+
+
+def test_generated_key_unwraps_to_the_same_key(kms: Kms) -> None:
+    generated = kms.generate_data_key(kms.platform_key_ref, CONTEXT)
+    raw = generated.plaintext.reveal()
+    assert len(raw) == 32
+    assert raw not in generated.wrapped
+    assert generated.kms_key_ref == kms.platform_key_ref
+    assert kms.decrypt_data_key(kms.platform_key_ref, generated.wrapped, CONTEXT).equals(
+        generated.plaintext
+    )
+
+
+def test_every_data_key_is_fresh(kms: Kms) -> None:
+    one = kms.generate_data_key(kms.platform_key_ref, CONTEXT)
+    two = kms.generate_data_key(kms.platform_key_ref, CONTEXT)
+    assert not one.plaintext.equals(two.plaintext)
+    assert one.wrapped != two.wrapped
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {**CONTEXT, "vigil:dealer": "dlr_b"},
+        {**CONTEXT, "vigil:purpose": "objects"},
+        {k: v for k, v in CONTEXT.items() if k != "vigil:version"},
+    ],
+    ids=["dealer", "purpose", "missing"],
+)
+def test_wrapped_key_does_not_unwrap_in_another_context(kms: Kms, other: dict[str, str]) -> None:
+    generated = kms.generate_data_key(kms.platform_key_ref, CONTEXT)
+    with pytest.raises(KmsError):
+        kms.decrypt_data_key(kms.platform_key_ref, generated.wrapped, other)
+
+
+def test_tampered_wrapped_key_fails(kms: Kms) -> None:
+    wrapped = bytearray(kms.generate_data_key(kms.platform_key_ref, CONTEXT).wrapped)
+    wrapped[-3] = (wrapped[-3] + 1) % 128 or 65  # stays ASCII for Transit's text form
+    with pytest.raises(KmsError):
+        kms.decrypt_data_key(kms.platform_key_ref, bytes(wrapped), CONTEXT)
+
+
+def test_rotation_keeps_old_wraps_readable_and_rewrap_moves_them(kms: Kms) -> None:
+    ref = kms.platform_key_ref
+    old = kms.generate_data_key(ref, CONTEXT)
+    kms.rotate(ref)
+    assert kms.decrypt_data_key(ref, old.wrapped, CONTEXT).equals(old.plaintext)
+    new = kms.generate_data_key(ref, CONTEXT)
+    assert kms.decrypt_data_key(ref, new.wrapped, CONTEXT).equals(new.plaintext)
+    rewrapped = kms.rewrap(ref, old.wrapped, CONTEXT)
+    assert rewrapped != old.wrapped
+    assert kms.decrypt_data_key(ref, rewrapped, CONTEXT).equals(old.plaintext)
+    with pytest.raises(KmsError):
+        kms.rewrap(ref, old.wrapped, {**CONTEXT, "vigil:dealer": "dlr_b"})
+
+
+def test_enterprise_dealer_gets_its_own_key(kms: Kms) -> None:
+    dealer = f"ent{os.urandom(3).hex()}"
+    ref = kms.create_tenant_key(dealer)
+    assert ref != kms.platform_key_ref
+    assert kms.create_tenant_key(dealer) == ref  # idempotent
+    other = kms.create_tenant_key(dealer + "x")
+    assert other != ref
+
+    generated = kms.generate_data_key(ref, CONTEXT)
+    assert generated.kms_key_ref == ref
+    assert kms.decrypt_data_key(ref, generated.wrapped, CONTEXT).equals(generated.plaintext)
+    # Neither the platform key nor another enterprise dealer's key unwraps it.
+    for wrong in (kms.platform_key_ref, other):
+        with pytest.raises(KmsError):
+            kms.decrypt_data_key(wrong, generated.wrapped, CONTEXT)
+    platform_wrap = kms.generate_data_key(kms.platform_key_ref, CONTEXT).wrapped
+    with pytest.raises(KmsError):
+        kms.decrypt_data_key(ref, platform_wrap, CONTEXT)
+
+
+def test_unknown_key_is_an_error(kms: Kms) -> None:
+    with pytest.raises(KmsError):
+        kms.generate_data_key("no-such-key-" + os.urandom(4).hex(), CONTEXT)
+
+
+def test_key_material_stays_out_of_reprs(kms: Kms) -> None:
+    generated = kms.generate_data_key(kms.platform_key_ref, CONTEXT)
+    raw = generated.plaintext.reveal()
+    for text in (repr(generated), repr(kms), str(generated.plaintext)):
+        assert raw.hex() not in text
+        assert repr(raw)[2:-1] not in text
+    assert repr(generated.wrapped) not in repr(generated)
