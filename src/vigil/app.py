@@ -1,8 +1,10 @@
 """Composition root: the HTTPS application and the plain-HTTP guard, built from the services.
 
-Edge order, outermost first (DESIGN.md "Request flow"): request id -> security headers ->
-client IP -> audit -> authenticate -> rate limit -> idempotency -> router (authorize by route
-declaration -> handler). Audit sits outside authentication so failed authentication is recorded too.
+The HTTPS edge is one middleware, `HttpsEdge`, running DESIGN.md's request flow in order:
+request id -> client IP -> authenticate -> rate limit -> authorize (the route's declaration) ->
+route, with the audit step and the security headers around every response it lets out, failed
+authentication included. Inside it, `IdempotencyMiddleware` handles `Idempotency-Key` on
+authorized POSTs before the router runs the handler.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
 from vigil.edge.asgi import ASGIApp, Scope, header, state
 from vigil.edge.audit import AuditMiddleware
-from vigil.edge.authentication import AuthenticationMiddleware
+from vigil.edge.authentication import Authenticator
 from vigil.edge.client_ip import ClientIpMiddleware
-from vigil.edge.headers import SecurityHeadersMiddleware
 from vigil.edge.http_guard import PlainHttpGuard
+from vigil.edge.https import HttpsEdge
 from vigil.edge.idempotency import IdempotencyMiddleware
-from vigil.edge.rate_limit import RateLimitMiddleware, TokenBuckets
+from vigil.edge.rate_limit import TokenBuckets
 from vigil.edge.request_id import RequestIdMiddleware
 from vigil.services import Services
 
@@ -53,6 +55,10 @@ def create_api(services: Services) -> FastAPI:
         description=(
             "Video-verified alarm monitoring. Every call is authenticated, scoped and audited."
         ),
+        # FastAPI's native OpenTelemetry is off: Vigil configures no OpenTelemetry provider (its
+        # record of every call is the audit trail), and with it on FastAPI looks up the global
+        # tracer, meter and logger providers on every request to find out that none is set.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     errors.install(app)
@@ -77,16 +83,18 @@ def create_api(services: Services) -> FastAPI:
         app.router.routes.extend(router.routes)
     settings = services.settings
     app.add_middleware(IdempotencyMiddleware, store=services.idempotency, clock=services.clock)
-    buckets = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
-    app.add_middleware(RateLimitMiddleware, buckets=buckets)
-    failures = TokenBuckets(settings.auth_failure_per_second, settings.auth_failure_burst)
     app.add_middleware(
-        AuthenticationMiddleware, verify=services.credentials.verify, failures=failures
+        HttpsEdge,
+        routes=app.router.routes,
+        authenticator=Authenticator(
+            services.credentials.verify,
+            TokenBuckets(settings.auth_failure_per_second, settings.auth_failure_burst),
+        ),
+        buckets=TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst),
+        append=services.audit.append,
+        clock=services.clock,
+        trusted_proxies=settings.trusted_proxies,
     )
-    app.add_middleware(AuditMiddleware, append=services.audit.append, clock=services.clock)
-    app.add_middleware(ClientIpMiddleware, trusted_proxies=settings.trusted_proxies)
-    app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(RequestIdMiddleware)
     return app
 
 

@@ -13,7 +13,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from vigil.auth.scopes import DESCRIPTIONS
-from vigil.edge.authorization import PublicRoute, RequiredScope
+from vigil.edge.authorization import RequiredScope
+from vigil.edge.routes import requirement
 
 SCHEME = "vigilBearer"
 
@@ -45,14 +46,6 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
     "response (`Idempotent-Replayed: true`); the same key with a different request is 422.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
 }
-
-
-def requirement(route: APIRoute) -> RequiredScope | PublicRoute | None:
-    for dep in route.dependant.dependencies:
-        for call in (dep.call, *(d.call for d in dep.dependencies)):
-            if isinstance(call, RequiredScope | PublicRoute):
-                return call
-    return None
 
 
 def install(app: FastAPI) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
+from functools import lru_cache
 
 
 class Scope(StrEnum):
@@ -66,5 +67,9 @@ def encode_scopes(scopes: Iterable[Scope]) -> str:
     return " ".join(sorted(s.value for s in scopes))
 
 
+@lru_cache(maxsize=4096)
 def decode_scopes(text: str) -> frozenset[Scope]:
+    """Storage form to scopes. Cached: every request decodes its key's and its app's scope
+    strings, and a handful of distinct strings recur; the result is immutable, and the
+    strings themselves are still read from the database on every request."""
     return frozenset(Scope(s) for s in text.split())

@@ -14,15 +14,25 @@ import threading
 BASE62 = string.digits + string.ascii_letters
 
 
+# Every two-digit base62 string, indexed by its value: two digits per `divmod` halves the
+# big-integer divisions (an id is 22 digits; each request mints at least one).
+_PAIRS = tuple(a + b for a in BASE62 for b in BASE62)
+
+
 def base62(value: int, width: int) -> str:
     """Fixed-width base62, so tokens have a constant, checkable length."""
-    chars = []
-    for _ in range(width):
+    chunks = []
+    remaining = width
+    while remaining >= 2:
+        value, rem = divmod(value, 3844)
+        chunks.append(_PAIRS[rem])
+        remaining -= 2
+    if remaining:
         value, rem = divmod(value, 62)
-        chars.append(BASE62[rem])
+        chunks.append(BASE62[rem])
     if value:
         raise ValueError("value does not fit in the requested width")
-    return "".join(reversed(chars))
+    return "".join(reversed(chunks))
 
 
 class _RandomPool:
@@ -33,16 +43,24 @@ class _RandomPool:
     SIZE = 4096
 
     def __init__(self) -> None:
+        self._forget()
+        # Never share randomness across fork: a child starts with an empty buffer (and a fresh
+        # lock, in case another thread held it at the fork). A hook rather than a `getpid()`
+        # per call, which is a system call on every id.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
         self._lock = threading.Lock()
         self._buffer = b""
-        self._pid = os.getpid()
+        self._offset = 0
 
     def take(self, n: int) -> bytes:
         with self._lock:
-            if len(self._buffer) < n or self._pid != os.getpid():  # never share across fork
-                self._buffer, self._pid = secrets.token_bytes(self.SIZE), os.getpid()
-            chunk, self._buffer = self._buffer[:n], self._buffer[n:]
-            return chunk
+            start = self._offset
+            if start + n > len(self._buffer):
+                self._buffer, start = secrets.token_bytes(self.SIZE), 0
+            self._offset = start + n
+            return self._buffer[start : start + n]
 
 
 _POOL = _RandomPool()

@@ -2,13 +2,17 @@
 
 The response start is held until the record for it is durable. If the record cannot be written,
 the caller gets 503 instead of a response nobody could later account for. Unhandled errors
-become a bare 500 problem document here (no stack trace leaves the process) and are audited too.
+become a bare 500 problem document (no stack trace leaves the process) and are audited too.
+
+`AuditGate` is that rule; the HTTPS edge (`edge/https.py`) and `AuditMiddleware` (the
+plain-HTTP listener's) both apply it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from vigil.audit.actions import AuditAction
@@ -42,7 +46,10 @@ def _target(scope: Scope) -> tuple[str | None, str | None]:
     return None, None
 
 
-def build_record(scope: Scope, status: int, now: Any) -> AuditRecord:
+def build_record(
+    scope: Scope, status: int, now: datetime, user_agent: str | None = None
+) -> AuditRecord:
+    """The record of a request that ended with `status`. `user_agent` is the header's value."""
     st = state(scope)
     principal: Principal | None = st.get("principal")
     route = scope.get("route")
@@ -56,21 +63,36 @@ def build_record(scope: Scope, status: int, now: Any) -> AuditRecord:
         # path (never the query string, which may carry a credential) so the record says what
         # was attempted.
         details["path"] = str(scope.get("path", ""))[:200]
-    agent = header(scope, b"user-agent")
+    if principal is None:
+        return AuditRecord(
+            occurred_at=now,
+            action=_action(status, details.get("error")),
+            result=str(status),
+            actor_type="anonymous",
+            scope=st.get("scope_used"),
+            request_id=st.get("request_id"),
+            source_ip=st.get("client_ip"),
+            user_agent=user_agent[:300] if user_agent else None,
+            method=scope.get("method"),
+            route=getattr(route, "path", None),
+            target_type=target_type,
+            target_id=target_id,
+            details=details,
+        )
     return AuditRecord(
         occurred_at=now,
         action=_action(status, details.get("error")),
         result=str(status),
-        actor_type=principal.actor_type.value if principal else "anonymous",
-        actor_id=principal.actor_id if principal else None,
-        dealer_id=principal.dealer_id if principal else None,
-        environment=principal.environment.value if principal else None,
-        app_id=principal.app_id if principal else None,
-        credential_id=principal.credential_id if principal else None,
+        actor_type=principal.actor_type.value,
+        actor_id=principal.actor_id,
+        dealer_id=principal.dealer_id,
+        environment=principal.environment.value,
+        app_id=principal.app_id,
+        credential_id=principal.credential_id,
         scope=st.get("scope_used"),
         request_id=st.get("request_id"),
         source_ip=st.get("client_ip"),
-        user_agent=agent[:300] if agent else None,
+        user_agent=user_agent[:300] if user_agent else None,
         method=scope.get("method"),
         route=getattr(route, "path", None),
         target_type=target_type,
@@ -79,11 +101,64 @@ def build_record(scope: Scope, status: int, now: Any) -> AuditRecord:
     )
 
 
-class AuditMiddleware:
-    def __init__(self, app: ASGIApp, append: Append, clock: Clock) -> None:
-        self.app = app
+class AuditGate:
+    """Commit a request's record, or answer 503 in place of the response it would have had."""
+
+    def __init__(self, append: Append, clock: Clock) -> None:
         self.append = append
         self.clock = clock
+
+    async def durable(self, scope: Scope, status: int, user_agent: str | None) -> bool:
+        try:
+            await self.append(build_record(scope, status, self.clock.now(), user_agent))
+        except Exception:
+            log.exception("audit record could not be committed; refusing to answer")
+            return False
+        return True
+
+    async def unavailable(
+        self, send: Send, request_id: str | None, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        body = problem_body(
+            503,
+            "Service unavailable",
+            "The request could not be recorded in the audit log, so it was not answered.",
+            "audit_unavailable",
+            request_id,
+        )
+        await send_problem(send, 503, body, [(b"retry-after", b"5"), *headers])
+
+    async def internal_error(
+        self,
+        scope: Scope,
+        send: Send,
+        user_agent: str | None,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """An unhandled error before any response started: a bare, audited 500."""
+        log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+        st = state(scope)
+        st["error"] = "internal_error"
+        request_id = st.get("request_id")
+        if not await self.durable(scope, 500, user_agent):
+            await self.unavailable(send, request_id, headers)
+            return
+        body = problem_body(
+            500,
+            "Internal error",
+            "Something went wrong on our side; quote the request id to support.",
+            "internal_error",
+            request_id,
+        )
+        await send_problem(send, 500, body, headers)
+
+
+class AuditMiddleware:
+    """The audit step as a middleware of its own (the plain-HTTP listener's stack)."""
+
+    def __init__(self, app: ASGIApp, append: Append, clock: Clock) -> None:
+        self.app = app
+        self.gate = AuditGate(append, clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,6 +166,7 @@ class AuditMiddleware:
             return
         started = False
         dropped = False
+        agent = header(scope, b"user-agent")
 
         async def audited_send(message: Message) -> None:
             nonlocal started, dropped
@@ -98,45 +174,16 @@ class AuditMiddleware:
                 return
             if message["type"] == "http.response.start":
                 started = True
-                if not await self._durable(scope, message["status"]):
+                if not await self.gate.durable(scope, message["status"], agent):
                     dropped = True
-                    await self._unavailable(scope, send)
+                    await self.gate.unavailable(send, state(scope).get("request_id"), [])
                     return
             await send(message)
 
         try:
             await self.app(scope, receive, audited_send)
         except Exception:
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if started:
+                log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
                 raise
-            state(scope)["error"] = "internal_error"
-            if await self._durable(scope, 500):
-                body = problem_body(
-                    500,
-                    "Internal error",
-                    "Something went wrong on our side; quote the request id to support.",
-                    "internal_error",
-                    state(scope).get("request_id"),
-                )
-                await send_problem(send, 500, body)
-            else:
-                await self._unavailable(scope, send)
-
-    async def _durable(self, scope: Scope, status: int) -> bool:
-        try:
-            await self.append(build_record(scope, status, self.clock.now()))
-        except Exception:
-            log.exception("audit record could not be committed; refusing to answer")
-            return False
-        return True
-
-    async def _unavailable(self, scope: Scope, send: Send) -> None:
-        body = problem_body(
-            503,
-            "Service unavailable",
-            "The request could not be recorded in the audit log, so it was not answered.",
-            "audit_unavailable",
-            state(scope).get("request_id"),
-        )
-        await send_problem(send, 503, body, [(b"retry-after", b"5")])
+            await self.gate.internal_error(scope, send, agent, [])

@@ -1,7 +1,10 @@
 """Authorize: each route declares, as data, the scope it needs or that it is public (S12).
 
-The declaration is a FastAPI dependency object, so it runs before the handler and before any
-service or data access, and a test can enumerate every route and read what it requires.
+The declaration is a FastAPI dependency object. The HTTPS edge (`edge/https.py`) finds the
+route a request reaches, reads its declaration and enforces it before the route is called, so no
+handler, body parsing or data access runs for a refused caller. The dependency enforces the same
+declaration again when FastAPI resolves the route (a second lock on the same door, at the price
+of a set look-up), and a test enumerates every route and reads what it requires.
 """
 
 from __future__ import annotations
@@ -22,21 +25,31 @@ class RequiredScope:
 
     scope: Scope | None
 
-    async def __call__(self, request: Request) -> Actor:
-        # async on purpose: no I/O here, and a sync dependency costs a thread-pool hop.
-        principal: Principal | None = getattr(request.state, "principal", None)
+    @property
+    def scope_used(self) -> str | None:
+        """What the audit record names as the scope the call needed."""
+        return self.scope.value if self.scope is not None else None
+
+    def admit(self, principal: Principal | None) -> Principal:
+        """The principal, if it may call the route; otherwise raise 401 or 403."""
         if principal is None:
             raise AuthenticationFailed("This call needs a credential.")
+        if self.scope is not None and self.scope not in principal.scopes:
+            raise InsufficientScope(self.scope.value)
+        return principal
+
+    async def __call__(self, request: Request) -> Actor:
+        # async on purpose: no I/O here, and a sync dependency costs a thread-pool hop.
+        st = request.state
         if self.scope is not None:
-            request.state.scope_used = self.scope.value
-            if self.scope not in principal.scopes:
-                raise InsufficientScope(self.scope.value)
+            st.scope_used = self.scope.value
+        principal = self.admit(getattr(st, "principal", None))
         return Actor.for_principal(
             principal,
-            request_id=getattr(request.state, "request_id", None),
-            source_ip=getattr(request.state, "client_ip", None),
+            request_id=getattr(st, "request_id", None),
+            source_ip=getattr(st, "client_ip", None),
             user_agent=request.headers.get("user-agent"),
-            scope=self.scope.value if self.scope else None,
+            scope=self.scope_used,
         )
 
 
@@ -48,6 +61,9 @@ class PublicRoute:
 
     def __call__(self) -> None:
         return None
+
+
+Requirement = RequiredScope | PublicRoute
 
 
 def requires(scope: Scope | None) -> RequiredScope:

@@ -30,10 +30,10 @@ def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 def resolve_client_ip(
     peer: str | None, forwarded_for: str | None, trusted: Sequence[IpNetwork]
 ) -> str | None:
-    if peer is None:
-        return None
+    if peer is None or forwarded_for is None or not trusted:
+        return peer  # the common case, decided without parsing any address
     peer_addr = _parse(peer)
-    if peer_addr is None or forwarded_for is None or not trusted:
+    if peer_addr is None:
         return peer
 
     def is_trusted(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

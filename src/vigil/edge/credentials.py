@@ -15,12 +15,16 @@ SESSION_COOKIE_PREFIX = "__Host-vigil_session"
 
 
 def bearer_token(scope: Scope) -> str | None:
-    value = header(scope, b"authorization")
-    if value is None:
+    return credential_in(header(scope, b"authorization"))
+
+
+def credential_in(authorization: str | None) -> str | None:
+    """The credential an `Authorization` header value carries (None for no header)."""
+    if authorization is None:
         return None
-    scheme, _, token = value.partition(" ")
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer":
-        return value  # a credential all the same (Basic, raw key): never ignored
+        return authorization  # a credential all the same (Basic, raw key): never ignored
     return token.strip()
 
 

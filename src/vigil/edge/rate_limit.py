@@ -11,9 +11,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from vigil.auth.principal import Principal
 from vigil.core.errors import RateLimited
-from vigil.edge.asgi import ASGIApp, Receive, Scope, Send, state
-from vigil.edge.problem import send_error
 
 MAX_BUCKETS = 100_000
 
@@ -47,22 +46,12 @@ class TokenBuckets:
         return (1.0 - tokens) / self.rate
 
 
-class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, buckets: TokenBuckets) -> None:
-        self.app = app
-        self.buckets = buckets
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        st = state(scope)
-        principal = st.get("principal")
-        key = f"cred:{principal.credential_id}" if principal else f"ip:{st.get('client_ip')}"
-        wait = self.buckets.take(key)
-        if wait > 0:
-            error = RateLimited(max(1, math.ceil(wait)))
-            st["error"] = error
-            await send_error(send, error, st.get("request_id"))
-            return
-        await self.app(scope, receive, send)
+def rate_limit(
+    buckets: TokenBuckets, principal: Principal | None, client_ip: str | None
+) -> RateLimited | None:
+    """Take a token for the credential (the client address when anonymous), or the 429."""
+    key = f"cred:{principal.credential_id}" if principal else f"ip:{client_ip}"
+    wait = buckets.take(key)
+    if wait > 0:
+        return RateLimited(max(1, math.ceil(wait)))
+    return None

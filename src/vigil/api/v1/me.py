@@ -10,8 +10,10 @@ from pydantic import BaseModel
 
 from vigil.auth.actor import Actor
 from vigil.edge.authorization import requires
+from vigil.edge.direct import DirectRoute
 
-router = APIRouter()
+# Answered by the edge itself (no request parsing to do): see edge/direct.py.
+router = APIRouter(route_class=DirectRoute)
 
 
 class Me(BaseModel):

@@ -8,7 +8,6 @@ connection each thread keeps, in autocommit mode, with the few type conversions 
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -26,15 +25,10 @@ def _when(value: object) -> datetime | None:
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
-def _json(value: object) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 class RawLookup:
     """`fetch` runs `query` (one row, named columns) and `touch` runs `update`."""
 
     DATETIMES = ("expires_at", "last_used_at")
-    JSONS = ("ip_allow_list",)
 
     def __init__(self, db: Database, query: Select[Any], update: Update) -> None:
         self._db = db
@@ -88,8 +82,6 @@ class RawLookup:
         m = dict(zip(self._columns, row, strict=True))
         for name in self.DATETIMES:
             m[name] = _when(m[name])
-        for name in self.JSONS:
-            m[name] = _json(m[name])
         m["secret_hash"] = bytes(m["secret_hash"])
         return m
 

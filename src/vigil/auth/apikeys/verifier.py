@@ -6,7 +6,9 @@ take effect on the very next request, in every server process.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy import bindparam, select, update
 
@@ -19,7 +21,7 @@ from vigil.core.clock import Clock
 from vigil.core.errors import AuthenticationFailed, PermissionDenied
 from vigil.storage.db import Database
 from vigil.storage.tables import api_keys, apps
-from vigil.tenancy.models import ip_allowed, parse_networks
+from vigil.tenancy.models import IpNetwork, ip_allowed, parse_networks
 
 # Last-used bookkeeping is a write; doing it on every request would turn each read into a write
 # transaction. A minute's resolution is what an owner needs to tell a live key from a dead one.
@@ -85,7 +87,7 @@ class ApiKeyVerifier:
             app_id=m["app_id"],
             expires_at=expires_at,
         )
-        networks = parse_networks(list(m["ip_allow_list"]))
+        networks = _allow_list(m["ip_allow_list"])
         if networks and not ip_allowed(networks, client_ip):
             # The key is genuine, so its owner must see this in its own audit log.
             raise AddressNotAllowed(principal)
@@ -93,6 +95,19 @@ class ApiKeyVerifier:
         if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
             self._lookup.touch(key_id=parsed.key_id, at=now, ip=client_ip)
         return principal
+
+
+def _allow_list(stored: object) -> tuple[IpNetwork, ...]:
+    """The app's allow list as networks; the stored JSON (text on SQLite, a list on
+    PostgreSQL) is parsed once per distinct value, not on every request."""
+    if isinstance(stored, str | bytes):
+        return _parse_allow_list(stored if isinstance(stored, str) else stored.decode())
+    return _parse_allow_list(json.dumps(list(stored) if isinstance(stored, list) else []))
+
+
+@lru_cache(maxsize=4096)
+def _parse_allow_list(text: str) -> tuple[IpNetwork, ...]:
+    return parse_networks(list(json.loads(text) or []))
 
 
 class AddressNotAllowed(PermissionDenied):

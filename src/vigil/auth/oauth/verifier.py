@@ -8,6 +8,8 @@ reuse (which revokes the family) are therefore effective on the very next reques
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import bindparam, false, select, update
 
 from vigil.auth.apikeys.lookup import RawLookup
@@ -46,7 +48,6 @@ KIND = {ActorType.USER: "oauth_access_token", ActorType.PARTNER: "assertion_acce
 
 class _TokenLookup(RawLookup):
     DATETIMES = ("expires_at", "revoked_at")
-    JSONS = ("site_ids",)
 
 
 class AccessTokenVerifier:
@@ -70,6 +71,8 @@ class AccessTokenVerifier:
         if m["app_scopes"] is not None:
             scopes &= decode_scopes(m["app_scopes"])
         site_ids = m["site_ids"]
+        if isinstance(site_ids, str | bytes):  # the raw driver hands JSON columns over as text
+            site_ids = json.loads(site_ids)
         actor_type = ActorType(m["actor_type"])
         return Principal(
             actor_type=actor_type,

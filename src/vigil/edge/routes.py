@@ -1,0 +1,78 @@
+"""Which route a request reaches, and what that route declared it requires (S12).
+
+The HTTPS edge enforces a route's declaration before calling it, so it must find the very route
+Starlette's router will run: the first route, in order, that fully matches (path and method).
+`RouteTable` answers that with the routes' own `matches`, and for the common case of a path
+without parameters it first narrows the search to the routes whose pattern matches that exact
+path, worked out once: the same answer as a full scan, for a dictionary look-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi.routing import APIRoute
+from starlette._utils import get_route_path
+from starlette.routing import BaseRoute, Match, Route
+
+from vigil.edge.asgi import Scope
+from vigil.edge.authorization import PublicRoute, RequiredScope, Requirement
+
+
+def requirement(route: BaseRoute) -> Requirement | None:
+    """The route's declaration: its `requires(...)` or `public(...)` dependency, if any.
+
+    Read from the route's resolved dependency tree (its own dependencies and theirs), which is
+    what FastAPI runs, so a declaration cannot sit somewhere it is not enforced."""
+    if not isinstance(route, APIRoute):
+        return None
+    for dep in route.dependant.dependencies:
+        for call in (dep.call, *(d.call for d in dep.dependencies)):
+            if isinstance(call, RequiredScope | PublicRoute):
+                return call
+    return None
+
+
+class RouteTable:
+    """Resolve a request to (route, child scope) like Starlette's router, or None.
+
+    None means no route fully matches: the router then answers 404 or 405 itself. The table is
+    rebuilt whenever the number of routes changes, so routes added after start-up are seen.
+    """
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self._routes = routes
+        self._size = -1
+        self._exact: dict[str, tuple[Route, ...]] = {}
+        self._requirements: dict[int, tuple[BaseRoute, Requirement | None]] = {}
+
+    def _build(self) -> None:
+        routes = list(self._routes)
+        self._requirements = {id(r): (r, requirement(r)) for r in routes}
+        self._exact = {}
+        if all(isinstance(r, Route) for r in routes):
+            plain = [r for r in routes if isinstance(r, Route) and not r.param_convertors]
+            for candidate in plain:
+                path = candidate.path_format
+                self._exact[path] = tuple(
+                    r for r in routes if isinstance(r, Route) and r.path_regex.match(path)
+                )
+        self._size = len(routes)
+
+    def resolve(self, scope: Scope) -> tuple[BaseRoute, Scope] | None:
+        if len(self._routes) != self._size:
+            self._build()
+        routes: Sequence[BaseRoute] | None = self._exact.get(get_route_path(scope))
+        if routes is None:
+            routes = self._routes
+        for route in routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return route, child
+        return None
+
+    def requirement(self, route: BaseRoute) -> Requirement | None:
+        known = self._requirements.get(id(route))
+        if known is not None and known[0] is route:
+            return known[1]
+        return requirement(route)
