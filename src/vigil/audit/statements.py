@@ -1,0 +1,235 @@
+"""The audit log's hot statements, written for each driver (sqlite3, psycopg).
+
+Appending and verifying touch every record, so they bypass SQLAlchemy's statement compilation
+and per-value bind/result processing and talk to the DBAPI connection of the caller's own
+transaction. The values' types are fixed here, in one place per database, so nothing is
+guessed: SQLite keeps times as SQLAlchemy's UTC text ('YYYY-MM-DD HH:MM:SS.ffffff'), PostgreSQL
+as `timestamptz`; `details` is stored as its canonical JSON text on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import chain
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import Connection
+
+from vigil.audit import canonical
+
+# Stored columns in the order rows are built: the hashed fields, then the links.
+RECORD_COLUMNS = (*canonical.FIELDS, "prev_hash", "hash")
+_COLUMN_LIST = ", ".join(RECORD_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    select_heads: Callable[[list[str]], tuple[str, Sequence[Any]]]
+    insert_head: str
+    stored_time: Callable[[str], Any]
+    stored_moment: Callable[[datetime], Any]
+    # (raw connection, record rows, (chain_id, seq, hash) per chain, now): insert the rows and
+    # move the heads, in as few statements (and round trips) as the driver allows.
+    write_batch: Callable[[Any, list[tuple[Any, ...]], list[tuple[str, int, bytes]], Any], None]
+    # Verification, per record of one chain in chain order: chain_seq, chain_id, the canonical
+    # JSON array of VERSION and every field but `details` (or the values to spell it from),
+    # the stored details text, prev_hash, hash. `spell_head(row)` gives that array's text;
+    # the verifier hashes it itself. A value not in exactly the form the writer stores spells
+    # differently, so its hash does not match and verify.py checks that chain the general way
+    # instead: this form only speeds up records that verify, it never decides that one fails.
+    chain_rows: str
+    spell_head: Callable[[Sequence[Any]], str]
+
+
+def statements_for(conn: Connection) -> Statements:
+    return POSTGRES if conn.dialect.name == "postgresql" else SQLITE
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def _sqlite_heads(chain_ids: list[str]) -> tuple[str, Sequence[Any]]:
+    marks = ", ".join("?" * len(chain_ids))
+    return (
+        "SELECT chain_id, seq, hash, checkpointed_seq FROM audit_chain_heads "  # noqa: S608
+        f"WHERE chain_id IN ({marks}) ORDER BY chain_id",
+        chain_ids,
+    )
+
+
+def _sqlite_time(stamp: str) -> str:
+    """The canonical '…T19:26:23.096Z' as SQLAlchemy's SQLite DateTime text, microseconds
+    included, so every reader (SQLAlchemy, the delete guard's trigger) sees the same value."""
+    return stamp.replace("T", " ")[:-1] + "000"
+
+
+def _sqlite_moment(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+# Rows per INSERT statement: one statement per batch keeps the writer from handing the GIL to
+# the event loop (and waiting to get it back) once per row; 256 rows x 23 values stays far
+# below SQLite's limit of 32,766 bound values per statement.
+SQLITE_ROWS_PER_INSERT = 256
+_SQLITE_ROW = f"({', '.join('?' * len(RECORD_COLUMNS))})"
+
+
+@lru_cache(maxsize=SQLITE_ROWS_PER_INSERT)
+def _sqlite_insert(rows: int) -> str:
+    return (
+        f"INSERT INTO audit_events ({_COLUMN_LIST}) "  # noqa: S608 - fixed column names
+        f"VALUES {', '.join([_SQLITE_ROW] * rows)}"
+    )
+
+
+@lru_cache(maxsize=64)
+def _sqlite_move_heads(chains: int) -> str:
+    # SET sees the old row: a chain with no unsigned record starts its pending clock now.
+    return (
+        "UPDATE audit_chain_heads SET seq = v.column2, hash = v.column3, pending_since = "  # noqa: S608
+        "CASE WHEN seq = checkpointed_seq THEN ? ELSE pending_since END "
+        f"FROM (VALUES {', '.join(['(?, ?, ?)'] * chains)}) AS v "
+        "WHERE audit_chain_heads.chain_id = v.column1"
+    )
+
+
+def _sqlite_write(
+    raw: Any, rows: list[tuple[Any, ...]], heads: list[tuple[str, int, bytes]], now: Any
+) -> None:
+    step = SQLITE_ROWS_PER_INSERT
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        raw.execute(_sqlite_insert(len(chunk)), list(chain.from_iterable(chunk)))
+    raw.execute(_sqlite_move_heads(len(heads)), [now, *chain.from_iterable(heads)])
+
+
+def _chain_rows(head: str, mark: str) -> str:
+    return (
+        f"SELECT chain_seq, chain_id, {head}, details, prev_hash, hash "  # noqa: S608
+        f"FROM audit_events WHERE chain_id = {mark} AND chain_seq >= {mark} ORDER BY chain_seq"
+    )
+
+
+def _head_fields(occurred_at: str) -> list[str]:
+    """FIELDS but `details`, with `occurred_at` as the expression giving its canonical text."""
+    return [occurred_at if f == "occurred_at" else f for f in canonical.FIELDS[:-1]]
+
+
+SQLITE = Statements(
+    select_heads=_sqlite_heads,
+    insert_head=(
+        "INSERT INTO audit_chain_heads (chain_id, seq, hash, checkpointed_seq) "
+        "VALUES (?, 0, ?, 0) ON CONFLICT DO NOTHING"
+    ),
+    stored_time=_sqlite_time,
+    stored_moment=_sqlite_moment,
+    write_batch=_sqlite_write,
+    spell_head=itemgetter(2),
+    # `occurred_at` exactly in the writer's form ('YYYY-MM-DD HH:MM:SS.mmm000', text) or NULL.
+    # SQLite's JSON strings escape exactly as Python's with ensure_ascii=False.
+    chain_rows=_chain_rows(
+        "json_array({}, {})".format(
+            canonical.VERSION,
+            ", ".join(
+                _head_fields(
+                    "CASE WHEN typeof(occurred_at) = 'text' AND length(occurred_at) = 26"
+                    " AND substr(occurred_at, 11, 1) = ' ' AND substr(occurred_at, 24, 3) = '000'"
+                    " THEN substr(occurred_at, 1, 10) || 'T' || substr(occurred_at, 12, 12)"
+                    " || 'Z' END"
+                )
+            ),
+        ),
+        "?",
+    ),
+)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _pg_heads(chain_ids: list[str]) -> tuple[str, Sequence[Any]]:
+    return (
+        "SELECT chain_id, seq, hash, checkpointed_seq FROM audit_chain_heads "
+        "WHERE chain_id = ANY(%s) ORDER BY chain_id FOR UPDATE",
+        (chain_ids,),
+    )
+
+
+# PostgreSQL accepts up to 65,535 bound values per statement: 1,000 rows x 23 is well inside.
+PG_ROWS_PER_INSERT = 1000
+_PG_ROW = f"({', '.join(['%s'] * len(RECORD_COLUMNS))})"
+
+
+@lru_cache(maxsize=256)
+def _pg_insert(rows: int) -> str:
+    return (
+        f"INSERT INTO audit_events ({_COLUMN_LIST}) "  # noqa: S608 - fixed column names
+        f"VALUES {', '.join([_PG_ROW] * rows)}"
+    )
+
+
+@lru_cache(maxsize=64)
+def _pg_move_heads(chains: int) -> str:
+    values = ", ".join(["(%s, %s::bigint, %s::bytea)"] * chains)
+    # SET sees the old row: a chain with no unsigned record starts its pending clock now.
+    return (
+        "UPDATE audit_chain_heads AS h SET seq = v.seq, hash = v.hash, pending_since = "  # noqa: S608
+        "CASE WHEN h.seq = h.checkpointed_seq THEN %s::timestamptz ELSE h.pending_since END "
+        f"FROM (VALUES {values}) AS v (chain_id, seq, hash) WHERE h.chain_id = v.chain_id"
+    )
+
+
+def _pg_write(
+    raw: Any, rows: list[tuple[Any, ...]], heads: list[tuple[str, int, bytes]], now: Any
+) -> None:
+    """Pipeline mode: the inserts and the head update travel in one round trip."""
+    step = PG_ROWS_PER_INSERT
+    with raw.pipeline(), raw.cursor() as cur:
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            cur.execute(_pg_insert(len(chunk)), list(chain.from_iterable(chunk)))
+        cur.execute(_pg_move_heads(len(heads)), [now, *chain.from_iterable(heads)])
+
+
+def _encode_head(row: Sequence[Any]) -> str:
+    return canonical.encode_json(row[2:-3])
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+# The canonical text of a stored time that is exactly on a millisecond (the writer's), else NULL.
+_PG_OCCURRED_AT = (
+    "CASE WHEN date_trunc('milliseconds', e.occurred_at) = e.occurred_at THEN"
+    " to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') END"
+)
+
+POSTGRES = Statements(
+    select_heads=_pg_heads,
+    insert_head=(
+        "INSERT INTO audit_chain_heads (chain_id, seq, hash, checkpointed_seq) "
+        "VALUES (%s, 0, %s, 0) ON CONFLICT DO NOTHING"
+    ),
+    # The canonical text is ISO 8601 with 'Z': PostgreSQL reads it as that exact UTC instant.
+    stored_time=_identity,
+    stored_moment=_identity,
+    write_batch=_pg_write,
+    # `json` keeps its input text verbatim, so `details::text` is what the writer stored.
+    # The fields come back as they are and Python spells the array: PostgreSQL's own JSON
+    # functions (to_json per field, array_to_json) cost the server three times what the
+    # driver and Python's C encoder cost here.
+    chain_rows=(
+        f"SELECT e.chain_seq, e.chain_id, {canonical.VERSION}, "  # noqa: S608 - fixed names
+        + ", ".join(
+            _PG_OCCURRED_AT if f == "occurred_at" else f"e.{f}" for f in canonical.FIELDS[:-1]
+        )
+        + ", e.details::text, e.prev_hash, e.hash FROM audit_events AS e"
+        " WHERE e.chain_id = %s AND e.chain_seq >= %s ORDER BY e.chain_seq"
+    ),
+    spell_head=_encode_head,
+)
