@@ -159,19 +159,6 @@ def _pg_heads(chain_ids: list[str]) -> tuple[str, Sequence[Any]]:
     )
 
 
-# PostgreSQL accepts up to 65,535 bound values per statement: 1,000 rows x 23 is well inside.
-PG_ROWS_PER_INSERT = 1000
-_PG_ROW = f"({', '.join(['%s'] * len(RECORD_COLUMNS))})"
-
-
-@lru_cache(maxsize=256)
-def _pg_insert(rows: int) -> str:
-    return (
-        f"INSERT INTO audit_events ({_COLUMN_LIST}) "  # noqa: S608 - fixed column names
-        f"VALUES {', '.join([_PG_ROW] * rows)}"
-    )
-
-
 @lru_cache(maxsize=64)
 def _pg_move_heads(chains: int) -> str:
     values = ", ".join(["(%s, %s::bigint, %s::bytea)"] * chains)
@@ -183,15 +170,18 @@ def _pg_move_heads(chains: int) -> str:
     )
 
 
+_PG_COPY = f"COPY audit_events ({_COLUMN_LIST}) FROM STDIN"
+
+
 def _pg_write(
     raw: Any, rows: list[tuple[Any, ...]], heads: list[tuple[str, int, bytes]], now: Any
 ) -> None:
-    """Pipeline mode: the inserts and the head update travel in one round trip."""
-    step = PG_ROWS_PER_INSERT
-    with raw.pipeline(), raw.cursor() as cur:
-        for start in range(0, len(rows), step):
-            chunk = rows[start : start + step]
-            cur.execute(_pg_insert(len(chunk)), list(chain.from_iterable(chunk)))
+    """COPY for the rows: psycopg formats them in C, where a multi-row INSERT had its
+    thousand-placeholder text re-parsed in Python on every batch (too long for its cache)."""
+    with raw.cursor() as cur:
+        with cur.copy(_PG_COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
         cur.execute(_pg_move_heads(len(heads)), [now, *chain.from_iterable(heads)])
 
 
