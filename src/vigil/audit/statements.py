@@ -9,7 +9,7 @@ as `timestamptz`; `details` is stored as its canonical JSON text on both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -43,6 +43,8 @@ class Statements:
     # instead: this form only speeds up records that verify, it never decides that one fails.
     chain_rows: str
     spell_head: Callable[[Sequence[Any]], str]
+    # (raw connection, chain id) -> the chain_rows rows, streamed.
+    chain_records: Callable[[Any, str], Generator[Sequence[Any], None, None]]
 
 
 def statements_for(conn: Connection) -> Statements:
@@ -119,6 +121,15 @@ def _head_fields(occurred_at: str) -> list[str]:
     return [occurred_at if f == "occurred_at" else f for f in canonical.FIELDS[:-1]]
 
 
+def _sqlite_chain_records(raw: Any, chain_id: str) -> Generator[Sequence[Any], None, None]:
+    cur = raw.cursor()
+    try:
+        cur.execute(SQLITE.chain_rows, (chain_id, 0))
+        yield from cur
+    finally:
+        cur.close()
+
+
 SQLITE = Statements(
     select_heads=_sqlite_heads,
     insert_head=(
@@ -129,6 +140,7 @@ SQLITE = Statements(
     stored_moment=_sqlite_moment,
     write_batch=_sqlite_write,
     spell_head=itemgetter(2),
+    chain_records=_sqlite_chain_records,
     # `occurred_at` exactly in the writer's form ('YYYY-MM-DD HH:MM:SS.mmm000', text) or NULL.
     # SQLite's JSON strings escape exactly as Python's with ensure_ascii=False.
     chain_rows=_chain_rows(
@@ -185,6 +197,32 @@ def _pg_write(
         cur.execute(_pg_move_heads(len(heads)), [now, *chain.from_iterable(heads)])
 
 
+# Rows per message from the server; chunked streaming needs libpq 17 (psycopg-binary ships it).
+PG_STREAM_ROWS = 2000
+
+
+def _pg_chain_records(raw: Any, chain_id: str) -> Generator[Sequence[Any], None, None]:
+    """Binary results (no hex round trip for the hashes, no text one for numbers; the same
+    Python values). Streamed in chunks: the server keeps producing rows while Python checks
+    the previous ones, where a server-side cursor's FETCH left one side idle at a time. A
+    chain can be far larger than memory either way."""
+    params = (chain_id, 0)
+    if psycopg_pq_version() >= 170000:
+        with raw.cursor(binary=True) as cur:
+            yield from cur.stream(POSTGRES.chain_rows, params, size=PG_STREAM_ROWS)
+        return
+    with raw.cursor(name="vigil_audit_verify", binary=True) as cur:
+        cur.execute(POSTGRES.chain_rows, params)
+        while rows := cur.fetchmany(PG_STREAM_ROWS):
+            yield from rows
+
+
+def psycopg_pq_version() -> int:
+    import psycopg
+
+    return int(psycopg.pq.version())
+
+
 def _encode_head(row: Sequence[Any]) -> str:
     return canonical.encode_json(row[2:-3])
 
@@ -222,4 +260,5 @@ POSTGRES = Statements(
         " WHERE e.chain_id = %s AND e.chain_seq >= %s ORDER BY e.chain_seq"
     ),
     spell_head=_encode_head,
+    chain_records=_pg_chain_records,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -142,28 +143,37 @@ def _verify_fast(
     """
     sql = statements_for(conn)
     raw: Any = conn.connection.dbapi_connection
-    pg = conn.dialect.name == "postgresql"
-    # PostgreSQL: a server-side cursor, since a chain can be far larger than memory.
-    cur = raw.cursor(name="vigil_audit_verify") if pg else raw.cursor()
+    rows = sql.chain_records(raw, chain_id)
     feed, recode, spell = verifier.feed_encoded, canonical.details_text, sql.spell_head
-    reported = 0
+    n = 0
+    confirmed = False
     try:
-        cur.execute(sql.chain_rows, (chain_id, 0))
-        while rows := cur.fetchmany(FETCH):
-            for row in rows:
-                seq, chain, head, details = row[0], row[1], spell(row)[:-1], row[-3]
-                if not feed(seq, chain, f"{head},{details}]".encode(), row[-2], row[-1]):
-                    again = f"{head},{recode(json.loads(details))}]".encode()
-                    if not feed(seq, chain, again, row[-2], row[-1]):
-                        return reported
-            if progress is not None:
-                progress(len(rows))
-                reported += len(rows)
+        for row in rows:
+            seq, chain, head, details = row[0], row[1], spell(row)[:-1], row[-3]
+            if not feed(seq, chain, f"{head},{details}]".encode(), row[-2], row[-1]):
+                again = f"{head},{recode(json.loads(details))}]".encode()
+                if not feed(seq, chain, again, row[-2], row[-1]):
+                    break
+            n += 1
+            if progress is not None and n % FETCH == 0:
+                progress(FETCH)
+        else:
+            confirmed = True
     except (TypeError, ValueError, raw.Error):  # a stored value of an unexpected type or form
-        return reported
+        pass
     finally:
-        cur.close()
-    return None
+        if not confirmed:
+            # Read the rest so the connection is free (and its transaction intact) for the
+            # general path that follows.
+            with contextlib.suppress(Exception):
+                for _ in rows:
+                    pass
+        rows.close()
+    if confirmed:
+        if progress is not None:
+            progress(n % FETCH)
+        return None
+    return n - n % FETCH
 
 
 # -- several processes -----------------------------------------------------------------------
