@@ -54,6 +54,11 @@ class AuditStore:
         """
         if not records:
             return
+        if not conn.in_transaction():
+            # What SQLAlchemy's autobegin would have done on the first statement; the raw
+            # statements below would otherwise run outside any transaction (and, on SQLite,
+            # each commit on its own).
+            conn.begin()
         sql = statements_for(conn)
         raw = conn.connection.dbapi_connection
         assert raw is not None
