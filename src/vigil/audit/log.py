@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -53,9 +54,10 @@ class AuditLog:
         """Write and commit `record` synchronously (CLI and other one-off callers)."""
         self._write_batch([record])
 
-    async def append(self, record: AuditRecord) -> None:
-        """Return once `record` is durable; concurrent callers share one commit."""
-        await self._writer.append(record)
+    def append(self, record: AuditRecord) -> Coroutine[Any, Any, None]:
+        """Await it: it returns once `record` is durable; concurrent callers share one commit.
+        (The writer's coroutine itself, without a second one wrapped around it per request.)"""
+        return self._writer.append(record)
 
     def checkpoint_stale(self) -> int:
         """Sign chains whose newest records have waited longer than the checkpoint interval."""

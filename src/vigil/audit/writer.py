@@ -61,7 +61,8 @@ class GroupCommitWriter:
 
     async def append(self, record: AuditRecord) -> None:
         """Return once `record` is committed; raise if it could not be made durable."""
-        self.start()
+        if self._thread is None:
+            self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         if not self._gathering:
