@@ -80,6 +80,7 @@ import os
 import platform
 import pstats
 import random
+import resource
 import secrets
 import subprocess
 import sys
@@ -448,6 +449,7 @@ class Verify:
     records: int
     chains: int
     seconds: float
+    cpu: float = 0.0  # CPU seconds of this process and of the worker processes it waited for
 
     @property
     def rate(self) -> float:
@@ -457,14 +459,22 @@ class Verify:
 def run_verify(
     eng: Engine, label: str, verifier: Callable[[], list[ChainReport]], expected: int
 ) -> Verify:
+    cpu0 = _cpu_with_children()
     t0 = time.perf_counter()
     reports = verifier()
     elapsed = time.perf_counter() - t0
+    cpu = _cpu_with_children() - cpu0
     bad = [str(r.problem) for r in reports if not r.ok]
     assert not bad, f"{eng.name} {label}: verification found problems: {bad}"
     n = sum(r.records for r in reports)
     assert n == expected, f"{eng.name} {label}: verified {n} records, the store holds {expected}"
-    return Verify(label, n, len(reports), elapsed)
+    return Verify(label, n, len(reports), elapsed, cpu)
+
+
+def _cpu_with_children() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def profile(fn: Callable[[], object], top: int = 18) -> str:
@@ -807,7 +817,8 @@ def measure_commits(eng: Engine, args: argparse.Namespace, label: str, rows: lis
 def verify_row(eng: Engine, label: str, v: Verify) -> Row:
     print(
         f"  {label}: {v.records:,} records on {v.chains} chains in {v.seconds:.2f} s "
-        f"= {v.rate:,.0f} rec/s",
+        f"= {v.rate:,.0f} rec/s ({v.cpu / max(1, v.records) * 1e6:.1f} us CPU/record in this "
+        "process and its workers; PostgreSQL's server not included)",
         flush=True,
     )
     return Row(
