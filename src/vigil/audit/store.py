@@ -164,15 +164,13 @@ def _lock_heads(
 ) -> dict[str, tuple[int, bytes, int]]:
     """Read the heads of `chain_ids`, creating missing ones; sorted, so that concurrent batches
     lock in the same order and cannot deadlock."""
-    cur = raw.cursor()
-    try:
-        cur.execute(*sql.select_heads(chain_ids))
-        found = {r[0]: (int(r[1]), bytes(r[2]), int(r[3])) for r in cur.fetchall()}
-        missing = [c for c in chain_ids if c not in found]
-        if missing:  # a chain's first record: rare, so one more round trip is fine
+    found = {r[0]: (int(r[1]), bytes(r[2]), int(r[3])) for r in sql.read_heads(raw, chain_ids)}
+    missing = [c for c in chain_ids if c not in found]
+    if missing:  # a chain's first record: rare, so one more round trip is fine
+        cur = raw.cursor()
+        try:
             cur.executemany(sql.insert_head, [(c, canonical.GENESIS) for c in missing])
-            cur.execute(*sql.select_heads(missing))
-            found |= {r[0]: (int(r[1]), bytes(r[2]), int(r[3])) for r in cur.fetchall()}
-        return found
-    finally:
-        cur.close()
+        finally:
+            cur.close()
+        found |= {r[0]: (int(r[1]), bytes(r[2]), int(r[3])) for r in sql.read_heads(raw, missing)}
+    return found
