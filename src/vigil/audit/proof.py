@@ -146,6 +146,41 @@ class ChainVerifier:
         self._prev_hash = computed
         return True
 
+    def feed_encoded(
+        self, seq: object, chain_id: object, encoded: bytes, prev_hash: bytes, stored_hash: bytes
+    ) -> bool:
+        """`feed`'s common case at a fraction of its cost, for a record already in canonical
+        bytes: it follows the last record verified, links to it and hashes to its stored hash.
+
+        True means the record is verified and counted. False means only "not confirmed here":
+        the caller must then hand the record to `feed`, which accepts it or finds and words the
+        problem, so both paths agree on every verdict."""
+        r = self.report
+        if r.problem is not None or type(seq) is not int or chain_id != self.chain_id:
+            return False
+        if r.last_seq is None:
+            expected = canonical.GENESIS if seq == 1 else self._signed.get(seq - 1)
+        elif seq == r.last_seq + 1:
+            expected = self._prev_hash
+        else:
+            return False
+        if expected is None or prev_hash != expected:
+            return False
+        computed = canonical.link_encoded(prev_hash, encoded)
+        if computed != stored_hash:
+            return False
+        signed = self._signed.get(seq)
+        if signed is not None:
+            if signed != computed:
+                return False
+            r.last_signed_seq = seq
+        if r.last_seq is None:
+            r.first_seq = seq
+        r.records += 1
+        r.last_seq = seq
+        self._prev_hash = computed
+        return True
+
     def finish(self, head_seq: int | None = None) -> ChainReport:
         r = self.report
         if r.problem is None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
+from vigil.audit import canonical
 from vigil.audit.actions import AuditAction
 from vigil.core.ids import new_id
 
@@ -53,6 +55,21 @@ class AuditRecord:
         row["action"] = self.action.value
         return row
 
+    def tail_values(self) -> list[Any]:
+        """The hashed fields from `actor_type` to `result` (`TAIL`), cut like `as_row`.
+
+        The writer's per-record path: one C-level attribute fetch and one pass over the widths,
+        instead of a dict per record."""
+        values = [
+            v if v is None or len(v) <= w else v[:w]
+            for v, w in zip(_GET_TAIL(self), _TAIL_WIDTHS, strict=True)
+        ]
+        values[_ACTION_AT] = self.action.value
+        return values
+
+    def stored_id(self) -> str:
+        return self.id[: WIDTHS["id"]]
+
 
 _CALLER_CHOSEN = ("target_id", "user_agent", "route", "method")
 
@@ -78,3 +95,9 @@ WIDTHS = {
 
 
 _COLUMNS = tuple(f.name for f in fields(AuditRecord))
+
+# The hashed fields a record supplies itself between `occurred_at` and `details`.
+TAIL = canonical.FIELDS[canonical.FIELDS.index("occurred_at") + 1 : -1]
+_GET_TAIL = attrgetter(*TAIL)
+_ACTION_AT = TAIL.index("action")
+_TAIL_WIDTHS = tuple(WIDTHS.get(name, 60) for name in TAIL)  # action: its column's 60

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 BatchSink = Callable[[Sequence[AuditRecord]], None]
 Tick = Callable[[], object]
 
-MAX_BATCH = 2000
+# Enough records per transaction to spread its fixed cost (flush, head reads) thin; few enough
+# that no request waits behind more than a couple of milliseconds of other records' hashing.
+MAX_BATCH = 256
 
 
 @dataclass(slots=True)
@@ -59,7 +61,8 @@ class GroupCommitWriter:
 
     async def append(self, record: AuditRecord) -> None:
         """Return once `record` is committed; raise if it could not be made durable."""
-        self.start()
+        if self._thread is None:
+            self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         if not self._gathering:

@@ -29,8 +29,12 @@ def populated(world: AuditWorld) -> AuditWorld:
     return world
 
 
-def store_problem(world: AuditWorld) -> Problem | None:
-    reports = verify_store(world.db, world.signer, DEALER)
+def store_problem(world: AuditWorld, workers: int = 1) -> Problem | None:
+    """With several workers, every chain (each in its own process) rather than one dealer's."""
+    dealer = DEALER if workers == 1 else None
+    reports = verify_store(world.db, world.signer, dealer, workers=workers)
+    if workers > 1:
+        assert len(reports) > 1
     return next((r.problem for r in reports if r.problem), None)
 
 
@@ -154,16 +158,52 @@ def _insert(world: AuditWorld) -> None:
         )  # fmt: skip
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["one process", "two processes"])
 @pytest.mark.parametrize("case", list(STORE_TAMPERING))
-def test_tampering_in_the_store_is_detected_and_located(populated: AuditWorld, case: str) -> None:
+def test_tampering_in_the_store_is_detected_and_located(
+    populated: AuditWorld, case: str, workers: int
+) -> None:
     tamper, seq, reason = STORE_TAMPERING[case]
-    assert store_problem(populated) is None
+    assert store_problem(populated, workers) is None
     tamper(populated)
-    problem = store_problem(populated)
+    problem = store_problem(populated, workers)
     assert problem is not None, case
     assert problem.chain_id == CHAIN
     assert problem.seq == seq, str(problem)
     assert reason in problem.reason
+
+
+def respell_details(world: AuditWorld, spell: Callable[[object], str]) -> None:
+    with world.db.read() as conn:
+        rows = conn.execute(
+            text("SELECT id, details FROM audit_events WHERE chain_id = :c"), {"c": CHAIN}
+        ).all()
+    with world.owner() as conn:
+        for rid, details in rows:
+            value = json.loads(details) if isinstance(details, str) else details
+            conn.execute(
+                text("UPDATE audit_events SET details = :d WHERE id = :i"),
+                {"d": spell(value), "i": rid},
+            )
+
+
+def test_details_stored_in_another_json_spelling_still_verify(populated: AuditWorld) -> None:
+    """Records written before details were stored in canonical form hold `json.dumps` text
+    (with spaces): the same values, so they verify, through the slower re-encoding path."""
+    respell_details(populated, json.dumps)
+    reports = verify_store(populated.db, populated.signer, DEALER)
+    assert [r.problem for r in reports] == [None]
+    assert reports[0].records == 25
+
+
+def test_a_changed_value_in_details_is_detected_whatever_its_spelling(
+    populated: AuditWorld,
+) -> None:
+    respell_details(populated, lambda v: json.dumps(v) if v != {"n": 6} else '{"n": 66}')
+    problem = store_problem(populated)
+    assert problem is not None
+    assert (problem.seq, problem.chain_id) == (7, CHAIN)
+    assert "contents changed" in problem.reason
 
 
 # -- in an exported file ----------------------------------------------------------------------
