@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from vigil import __version__
 from vigil.api import errors, openapi, wellknown
-from vigil.api.v1 import apps, audit, me, sites
+from vigil.api.v1 import apps, audit, me, sites, webhooks
 from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
 from vigil.edge.asgi import ASGIApp, Scope, header, state
@@ -46,7 +46,14 @@ def create_api(services: Services) -> FastAPI:
     app.state.services = services
     errors.install(app)
     openapi.install(app)
-    for router in (me.router, apps.router, audit.router, sites.router, wellknown.router):
+    for router in (
+        me.router,
+        apps.router,
+        audit.router,
+        sites.router,
+        webhooks.router,
+        wellknown.router,
+    ):
         # Mounted flat (not `include_router`) so `app.routes` lists every APIRoute with its
         # declared requirement: the route-coverage test reads exactly what serves requests.
         app.router.routes.extend(router.routes)

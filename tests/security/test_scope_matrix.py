@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
 import pytest
+import trustme
 from fastapi.routing import APIRoute
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from tests.support import factories
 from tests.support.server import VigilServer
 
@@ -29,7 +31,15 @@ from vigil.storage.tables import (
     sites,
     snapshots,
     telemetry,
+    webhook_ca_requests,
+    webhook_endpoints,
+    webhook_messages,
 )
+
+# A public address literal: registration needs no DNS, and no worker delivers in these tests.
+MATRIX_HOOK = "https://93.184.215.14/matrix"
+HOOKS = "/v1/webhooks/endpoints"
+MATRIX_CA = trustme.CA().cert_pem.bytes().decode()
 
 
 @dataclass
@@ -47,6 +57,32 @@ class World:
     @cached_property
     def site_id(self) -> str:
         return self.services.sites.create(self.actor, {"name": "matrix site"}).id
+
+    @cached_property
+    def endpoint_id(self) -> str:
+        hooks = self.services.webhooks.endpoints
+        return hooks.create(self.actor, url=MATRIX_HOOK, event_types=[]).endpoint.id
+
+    @cached_property
+    def message_id(self) -> str:
+        return self.services.webhooks.messages.send_test(self.actor, self.endpoint_id).id
+
+    @cached_property
+    def failed_since(self) -> str:
+        """A failed message on the world's endpoint, so a bulk replay has one to requeue."""
+        message = self.services.webhooks.messages.send_test(self.actor, self.endpoint_id)
+        with self.services.db.transaction() as conn:
+            conn.execute(
+                update(webhook_messages)
+                .where(webhook_messages.c.id == message.id)
+                .values(status="failed", exhausted=1)
+            )
+        return (message.created_at - timedelta(seconds=1)).isoformat()
+
+
+def replay_path(w: World) -> str:
+    w.failed_since  # noqa: B018 (created before the snapshot, not inside the request body)
+    return f"{HOOKS}/{w.endpoint_id}/replay"
 
 
 @dataclass(frozen=True)
@@ -94,10 +130,56 @@ CASES = [
         "/v1/sites/{site_id}/arming-history",
         lambda w: f"/v1/sites/{w.site_id}/arming-history",
     ),
+    Case("GET", HOOKS, lambda w: HOOKS),
+    Case("POST", HOOKS, lambda w: HOOKS, lambda w: {"url": MATRIX_HOOK}),
+    Case("GET", HOOKS + "/{endpoint_id}", lambda w: f"{HOOKS}/{w.endpoint_id}"),
+    Case(
+        "PATCH",
+        HOOKS + "/{endpoint_id}",
+        lambda w: f"{HOOKS}/{w.endpoint_id}",
+        lambda w: {"description": "x"},
+    ),
+    Case(
+        "POST",
+        HOOKS + "/{endpoint_id}/rotate-secret",
+        lambda w: f"{HOOKS}/{w.endpoint_id}/rotate-secret",
+        lambda w: {"overlap_seconds": 60},
+    ),
+    Case(
+        "POST",
+        HOOKS + "/{endpoint_id}/ca-requests",
+        lambda w: f"{HOOKS}/{w.endpoint_id}/ca-requests",
+        lambda w: {"ca_bundle": MATRIX_CA},
+    ),
+    Case("POST", HOOKS + "/{endpoint_id}/test", lambda w: f"{HOOKS}/{w.endpoint_id}/test"),
+    Case(
+        "POST",
+        HOOKS + "/{endpoint_id}/replay",
+        replay_path,
+        lambda w: {"since": w.failed_since},
+    ),
+    Case("GET", HOOKS + "/{endpoint_id}/messages", lambda w: f"{HOOKS}/{w.endpoint_id}/messages"),
+    Case("GET", HOOKS + "/{endpoint_id}/attempts", lambda w: f"{HOOKS}/{w.endpoint_id}/attempts"),
+    Case(
+        "POST",
+        "/v1/webhooks/messages/{message_id}/replay",
+        lambda w: f"/v1/webhooks/messages/{w.message_id}/replay",
+    ),
 ]
 
 # Tenant tables whose rows or versions any scoped route could change.
-MONITORING = (sites, devices, telemetry, alarms, alarm_timeline, snapshots, outbox_events)
+MONITORING = (
+    sites,
+    devices,
+    telemetry,
+    alarms,
+    alarm_timeline,
+    snapshots,
+    outbox_events,
+    webhook_endpoints,
+    webhook_messages,
+    webhook_ca_requests,
+)
 
 
 def scoped_routes(services: Services) -> dict[tuple[str, str], Scope]:

@@ -38,3 +38,13 @@ class AuditAction(StrEnum):
     ALARM_RESOLVED = "alarm.resolved"
     ALARM_ANNOTATED = "alarm.annotated"
     SNAPSHOT_UPLOADED = "snapshot.uploaded"
+    WEBHOOK_ENDPOINT_CREATED = "webhook_endpoint.created"
+    WEBHOOK_ENDPOINT_UPDATED = "webhook_endpoint.updated"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+    WEBHOOK_SECRET_ROTATED = "webhook_secret.rotated"  # noqa: S105 (an action name)
+    WEBHOOK_CA_REQUESTED = "webhook_ca.requested"
+    WEBHOOK_CA_APPROVED = "webhook_ca.approved"
+    WEBHOOK_DELIVERY_ATTEMPTED = "webhook.delivery_attempted"
+    WEBHOOK_MESSAGE_EXHAUSTED = "webhook_message.exhausted"
+    WEBHOOK_MESSAGE_REPLAYED = "webhook_message.replayed"
+    WEBHOOK_TEST_SENT = "webhook_message.test_sent"
