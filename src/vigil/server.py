@@ -118,12 +118,23 @@ async def serve(settings: Settings, services: Services) -> None:
         loop.add_signal_handler(sig, on_stop)
     http_task = asyncio.create_task(http.serve())
     purge_task = asyncio.create_task(purge_daily(services))
+    stop_worker = asyncio.Event()
+    worker_task = (
+        asyncio.create_task(services.webhooks.worker().run(stop_worker))
+        if settings.webhook_worker
+        else None
+    )
     try:
         await https.serve()
     finally:
         purge_task.cancel()
         http.should_exit = True
         await http_task
+        stop_worker.set()
+        if worker_task is not None:
+            await (
+                worker_task
+            )  # in-flight deliveries finish and are recorded before the audit closes
         services.close()
 
 

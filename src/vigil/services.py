@@ -16,6 +16,7 @@ from vigil.storage.db import Database
 from vigil.storage.idempotency import IdempotencyStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
+from vigil.webhooks.service import Webhooks
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Services:
     key_verifier: ApiKeyVerifier
     sites: SiteService
     idempotency: IdempotencyStore
+    webhooks: Webhooks
 
     @classmethod
     def build(
@@ -64,6 +66,7 @@ class Services:
             key_verifier=ApiKeyVerifier(db, clock),
             sites=SiteService(db, audit, clock),
             idempotency=IdempotencyStore(db),
+            webhooks=Webhooks.build(settings, db, audit, clock),
         )
 
     def close(self) -> None:

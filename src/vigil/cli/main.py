@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from vigil.cli import apps, audit, dealers, keys, serve
+from vigil.cli import apps, audit, dealers, keys, serve, webhooks
 
 cli = typer.Typer(
     name="vigil",
@@ -21,6 +21,8 @@ cli.add_typer(dealers.app, name="dealers")
 cli.add_typer(apps.app, name="apps")
 cli.add_typer(keys.app, name="keys")
 cli.add_typer(audit.app, name="audit")
+cli.add_typer(webhooks.app, name="webhooks")
+cli.command("worker")(webhooks.worker)
 
 
 def main() -> None:

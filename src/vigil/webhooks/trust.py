@@ -83,10 +83,14 @@ def tls_failure(exc: BaseException) -> tuple[str, str] | None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
+        inner = getattr(current, "certificate_error", None)
+        if isinstance(inner, ssl.SSLCertVerificationError):
+            current = inner
         if isinstance(current, ssl.SSLCertVerificationError):
-            return "certificate_verify_failed", str(current.verify_message or current.reason)
+            message = getattr(current, "verify_message", None) or getattr(current, "reason", None)
+            return "certificate_verify_failed", str(message or current)
         if isinstance(current, ssl.SSLError):
-            return "tls_handshake_failed", str(current.reason or current)
+            return "tls_handshake_failed", str(getattr(current, "reason", None) or current)
         # aiohttp keeps the underlying error in an attribute rather than as the cause.
         for name in ("certificate_error", "os_error"):
             nested = getattr(current, name, None)

@@ -1,0 +1,301 @@
+"""Claiming due messages and recording what their attempts came to.
+
+A claim leases messages to one worker (`lease_until`) in one short transaction; on PostgreSQL
+rows another worker holds are skipped (`FOR UPDATE SKIP LOCKED`), so two workers never claim the
+same message. The HTTP request happens outside any transaction. If the worker dies, the lease
+runs out and another claim picks the message up again: delivery is at least once, and a
+duplicate carries the same `webhook-id`.
+
+Recording writes, in one transaction per batch: the attempt row, its audit record (S14), the
+message's new state, the endpoint's failure window, and the events telling the dealer when a
+message is exhausted or an endpoint disabled.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, insert, or_, select, update
+
+from vigil.audit.actions import AuditAction
+from vigil.audit.record import AuditRecord
+from vigil.auth.actor import Tenant
+from vigil.auth.principal import ActorType, Environment
+from vigil.core.ids import new_id
+from vigil.events.outbox import emit
+from vigil.events.types import EventType
+from vigil.storage.tables import webhook_attempts, webhook_endpoints
+from vigil.storage.tables import webhook_messages as messages
+from vigil.webhooks.models import MessageStatus
+from vigil.webhooks.schedule import DISABLE_AFTER, next_attempt_at, parse_retry_after
+from vigil.webhooks.signing import SigningSecret
+from vigil.webhooks.transport import Outcome
+
+# Longer than the request timeout plus recording, so a live worker never loses its lease.
+LEASE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    message_id: str
+    dealer_id: str
+    environment: str
+    endpoint_id: str
+    event_id: str | None
+    event_type: str
+    attempt: int
+    url: str
+    secrets: tuple[SigningSecret, ...]
+    ca_bundle: str | None
+    body: bytes
+
+
+def claim(conn: Connection, now: datetime, limit: int, lease: timedelta = LEASE) -> list[Job]:
+    m, e = messages.c, webhook_endpoints.c
+    due = or_(
+        (m.status == MessageStatus.PENDING.value) & (m.next_attempt_at <= now),
+        (m.status == MessageStatus.DELIVERING.value) & (m.lease_until < now),
+    )
+    rows = list(
+        conn.execute(
+            select(
+                m.id,
+                m.dealer_id,
+                m.environment,
+                m.endpoint_id,
+                m.event_id,
+                m.event_type,
+                m.payload,
+                m.attempts,
+            )
+            .join(webhook_endpoints, e.id == m.endpoint_id)
+            .where(due, e.enabled == 1)
+            .order_by(m.next_attempt_at, m.seq)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=messages)
+        ).mappings()
+    )
+    if not rows:
+        return []
+    ids = [r["id"] for r in rows]
+    conn.execute(
+        update(messages)
+        .where(m.id.in_(ids))
+        .values(
+            status=MessageStatus.DELIVERING.value,
+            lease_until=now + lease,
+            attempts=m.attempts + 1,
+            updated_at=now,
+        )
+    )
+    endpoints = {
+        r["id"]: r
+        for r in conn.execute(
+            select(
+                e.id, e.url, e.secret, e.previous_secret, e.previous_secret_expires_at, e.ca_bundle
+            ).where(e.id.in_(sorted({r["endpoint_id"] for r in rows})))
+        ).mappings()
+    }
+    jobs = []
+    for r in rows:
+        ep = endpoints[r["endpoint_id"]]
+        secrets = [SigningSecret(ep["secret"])]
+        expires = ep["previous_secret_expires_at"]
+        if ep["previous_secret"] and expires is not None and expires > now:
+            secrets.append(SigningSecret(ep["previous_secret"]))
+        jobs.append(
+            Job(
+                message_id=r["id"],
+                dealer_id=r["dealer_id"],
+                environment=r["environment"],
+                endpoint_id=r["endpoint_id"],
+                event_id=r["event_id"],
+                event_type=r["event_type"],
+                attempt=r["attempts"] + 1,
+                url=ep["url"],
+                secrets=tuple(secrets),
+                ca_bundle=ep["ca_bundle"],
+                body=json.dumps(r["payload"], separators=(",", ":"), sort_keys=True).encode(),
+            )
+        )
+    return jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    job: Job
+    outcome: Outcome
+    at: datetime
+
+
+def record(
+    conn: Connection,
+    results: list[Result],
+    now: datetime,
+    worker: str,
+    rand: random.Random | None = None,
+) -> list[AuditRecord]:
+    """Store the results; returns the audit records, which the caller writes in `conn`."""
+    audit: list[AuditRecord] = []
+    for result in results:
+        audit.extend(_record_one(conn, result, now, worker, rand))
+    return audit
+
+
+def _record_one(
+    conn: Connection, result: Result, now: datetime, worker: str, rand: random.Random | None
+) -> list[AuditRecord]:
+    job, out = result.job, result.outcome
+    m, e = messages.c, webhook_endpoints.c
+    records = [_attempt_record(job, out, result.at, worker)]
+    conn.execute(
+        insert(webhook_attempts).values(
+            id=new_id("wha"),
+            dealer_id=job.dealer_id,
+            environment=job.environment,
+            endpoint_id=job.endpoint_id,
+            message_id=job.message_id,
+            attempt=job.attempt,
+            result="success" if out.ok else "failure",
+            reason=out.reason,
+            status_code=out.status_code,
+            latency_ms=out.latency_ms,
+            tls=(out.tls or "")[:200] or None,
+            response_body=out.body,
+            attempted_at=result.at,
+        )
+    )
+    endpoint = (
+        conn.execute(select(webhook_endpoints).where(e.id == job.endpoint_id)).mappings().one()
+    )
+    state: dict[str, Any] = {"lease_until": None, "last_status_code": out.status_code}
+    disable: str | None = None
+    if out.ok:
+        state |= {"status": MessageStatus.DELIVERED.value, "next_attempt_at": None}
+        if endpoint["failing_since"] is not None:
+            conn.execute(
+                update(webhook_endpoints).where(e.id == job.endpoint_id).values(failing_since=None)
+            )
+    else:
+        retry_after = parse_retry_after(out.retry_after, now)
+        when = (
+            None if out.reason == "gone" else next_attempt_at(job.attempt, now, retry_after, rand)
+        )
+        if when is None:
+            state |= {"status": MessageStatus.FAILED.value, "next_attempt_at": None}
+            if out.reason != "gone":
+                state["exhausted"] = 1
+                records.append(_exhausted(conn, job, now, worker))
+        else:
+            state |= {"status": MessageStatus.PENDING.value, "next_attempt_at": when}
+        failing_since = endpoint["failing_since"] or now
+        if endpoint["failing_since"] is None:
+            conn.execute(
+                update(webhook_endpoints).where(e.id == job.endpoint_id).values(failing_since=now)
+            )
+        if out.reason == "gone":
+            disable = "gone_410"
+        elif now - failing_since >= DISABLE_AFTER:
+            disable = "failing_5_days"
+    conn.execute(
+        update(messages)
+        .where(m.id == job.message_id, m.status == MessageStatus.DELIVERING.value)
+        .values(**state, version=m.version + 1, updated_at=now)
+    )
+    if disable is not None and endpoint["enabled"]:
+        records.append(_disable(conn, job, disable, now, worker))
+    return records
+
+
+def _system(worker: str, when: datetime, action: AuditAction, job: Job, **kw: Any) -> AuditRecord:
+    return AuditRecord(
+        occurred_at=when,
+        action=action,
+        actor_type=ActorType.SYSTEM.value,
+        actor_id=worker,
+        dealer_id=job.dealer_id,
+        environment=job.environment,
+        **kw,
+    )
+
+
+def _attempt_record(job: Job, out: Outcome, when: datetime, worker: str) -> AuditRecord:
+    details: dict[str, Any] = {
+        "via": "webhook-worker",
+        "endpoint_id": job.endpoint_id,
+        "event_id": job.event_id,
+        "event_type": job.event_type,
+        "attempt": job.attempt,
+        "status_code": out.status_code,
+        "latency_ms": out.latency_ms,
+    }
+    if not out.ok:
+        details |= {"reason": out.reason, "detail": out.detail}
+    return _system(
+        worker,
+        when,
+        AuditAction.WEBHOOK_DELIVERY_ATTEMPTED,
+        job,
+        result="success" if out.ok else (out.reason or "failure"),
+        target_type="webhook_message",
+        target_id=job.message_id,
+        details=details,
+    )
+
+
+def _exhausted(conn: Connection, job: Job, now: datetime, worker: str) -> AuditRecord:
+    emit(
+        conn,
+        Tenant(job.dealer_id, Environment(job.environment)),
+        EventType.WEBHOOK_MESSAGE_EXHAUSTED,
+        subject_type="webhook_endpoint",
+        subject_id=job.endpoint_id,
+        data={
+            "endpoint_id": job.endpoint_id,
+            "message_id": job.message_id,
+            "event_id": job.event_id,
+        },
+        when=now,
+    )
+    return _system(
+        worker,
+        now,
+        AuditAction.WEBHOOK_MESSAGE_EXHAUSTED,
+        job,
+        result="success",
+        target_type="webhook_message",
+        target_id=job.message_id,
+        details={"via": "webhook-worker", "endpoint_id": job.endpoint_id, "attempts": job.attempt},
+    )
+
+
+def _disable(conn: Connection, job: Job, reason: str, now: datetime, worker: str) -> AuditRecord:
+    e = webhook_endpoints.c
+    conn.execute(
+        update(webhook_endpoints)
+        .where(e.id == job.endpoint_id)
+        .values(enabled=0, disabled_reason=reason, version=e.version + 1, updated_at=now)
+    )
+    emit(
+        conn,
+        Tenant(job.dealer_id, Environment(job.environment)),
+        EventType.WEBHOOK_ENDPOINT_DISABLED,
+        subject_type="webhook_endpoint",
+        subject_id=job.endpoint_id,
+        data={"endpoint_id": job.endpoint_id, "reason": reason},
+        when=now,
+    )
+    return _system(
+        worker,
+        now,
+        AuditAction.WEBHOOK_ENDPOINT_DISABLED,
+        job,
+        result="success",
+        target_type="webhook_endpoint",
+        target_id=job.endpoint_id,
+        details={"via": "webhook-worker", "reason": reason},
+    )

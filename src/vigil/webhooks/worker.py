@@ -1,0 +1,122 @@
+"""The delivery worker: fan out new events, claim due messages, post them, record the results.
+
+It runs inside `vigil serve` by default and on its own as `vigil worker`; several may run at
+once against PostgreSQL (see `claims.py`). Database work runs in threads, HTTP on the event loop,
+and up to `concurrency` deliveries are in flight at any time: a slow receiver holds one slot,
+not the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from datetime import datetime, timedelta
+
+from vigil.audit.log import AuditLog
+from vigil.core.clock import Clock
+from vigil.core.ids import new_id
+from vigil.storage.db import Database
+from vigil.webhooks import claims, fanout
+from vigil.webhooks.claims import Job, Result
+from vigil.webhooks.signing import headers
+from vigil.webhooks.transport import Transport
+
+log = logging.getLogger("vigil.webhooks")
+
+IDLE_POLL = 0.02  # seconds between looks at an idle queue: the commit-to-receiver latency floor
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        clock: Clock,
+        transport: Transport,
+        *,
+        concurrency: int = 64,
+        lease: timedelta = claims.LEASE,
+        rand: random.Random | None = None,
+    ) -> None:
+        self._db, self._audit, self._clock, self._transport = db, audit, clock, transport
+        self._concurrency, self._lease = concurrency, lease
+        self._rand = rand
+        self.name = f"webhook-worker:{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
+
+    # -- one pass, for tests with an injected clock -------------------------------------------
+    async def run_once(self) -> int:
+        """Fan out, deliver everything due now, record it; returns the attempts made."""
+        await asyncio.to_thread(self._fan_out)
+        total = 0
+        while True:
+            jobs = await asyncio.to_thread(self._claim, self._concurrency)
+            if not jobs:
+                return total
+            results = await asyncio.gather(*(self._deliver(job) for job in jobs))
+            await asyncio.to_thread(self._record, list(results))
+            total += len(jobs)
+
+    # -- the long-running loop -----------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        in_flight: set[asyncio.Task[Result]] = set()
+        done_results: list[Result] = []
+        while not stop.is_set() or in_flight:
+            try:
+                if not stop.is_set():
+                    await asyncio.to_thread(self._fan_out)
+                    free = self._concurrency - len(in_flight)
+                    if free > 0:
+                        for job in await asyncio.to_thread(self._claim, free):
+                            in_flight.add(asyncio.create_task(self._deliver(job)))
+                if in_flight:
+                    done, in_flight = await asyncio.wait(
+                        in_flight, timeout=IDLE_POLL, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    done_results.extend(t.result() for t in done)
+                else:
+                    await _sleep_unless(stop, IDLE_POLL)
+                if done_results:
+                    batch, done_results = done_results, []
+                    await asyncio.to_thread(self._record, batch)
+            except Exception:  # a database hiccup must not stop deliveries for good
+                log.exception("webhook worker pass failed; retrying")
+                await _sleep_unless(stop, 1.0)
+        await self._transport.close()
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _fan_out(self) -> None:
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            while True:
+                with self._db.transaction() as conn:
+                    if fanout.fan_out(conn, self._clock.now()) < fanout.BATCH:
+                        return
+        except IntegrityError:
+            return  # another worker fanned out the same events first; nothing is lost
+
+    def _claim(self, limit: int) -> list[Job]:
+        with self._db.transaction() as conn:
+            return claims.claim(conn, self._clock.now(), limit, self._lease)
+
+    async def _deliver(self, job: Job) -> Result:
+        at = self._clock.now()
+        sent = headers(job.secrets, job.message_id, int(at.timestamp()), job.body)
+        outcome = await self._transport.post(job.url, job.body, sent, job.ca_bundle)
+        return Result(job, outcome, at)
+
+    def _record(self, results: list[Result]) -> None:
+        now: datetime = self._clock.now()
+        with self._db.transaction() as conn:
+            records = claims.record(conn, results, now, self.name, self._rand)
+            self._audit.store.append(conn, records)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return
