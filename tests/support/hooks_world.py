@@ -119,3 +119,34 @@ class HooksWorld:
     def close(self) -> None:
         self.services.close()
         self.receivers.close()
+
+
+def worker_process(home: Path, env: dict[str, str], log_name: str) -> Any:
+    """`vigil worker` as its own process, configured like the world's in-process services."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    clean.update({f"VIGIL_{k.upper()}": v for k, v in env.items()})
+    log = (home / log_name).open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "vigil", "worker"],
+        env=clean,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_process(proc: Any) -> None:
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
