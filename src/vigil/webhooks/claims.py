@@ -139,74 +139,111 @@ def record(
     worker: str,
     rand: random.Random | None = None,
 ) -> list[AuditRecord]:
-    """Store the results; returns the audit records, which the caller writes in `conn`."""
-    audit: list[AuditRecord] = []
+    """Store the results; returns the audit records, which the caller writes in `conn`.
+
+    Successes, the common case, are written in bulk (one insert of attempts, one update per
+    status code); each failure is handled on its own, since it may exhaust or disable.
+    """
+    m, e = messages.c, webhook_endpoints.c
+    endpoint_ids = sorted({r.job.endpoint_id for r in results})
+    endpoints = {
+        row["id"]: dict(row)
+        for row in conn.execute(
+            select(e.id, e.enabled, e.failing_since).where(e.id.in_(endpoint_ids))
+        ).mappings()
+    }
+    audit = [_attempt_record(r.job, r.outcome, r.at, worker) for r in results]
+    conn.execute(insert(webhook_attempts), [_attempt_row(r) for r in results])
+    delivered: dict[int | None, list[str]] = {}
+    recovered: set[str] = set()
     for result in results:
-        audit.extend(_record_one(conn, result, now, worker, rand))
+        if result.outcome.ok:
+            delivered.setdefault(result.outcome.status_code, []).append(result.job.message_id)
+            if endpoints[result.job.endpoint_id]["failing_since"] is not None:
+                recovered.add(result.job.endpoint_id)
+                endpoints[result.job.endpoint_id]["failing_since"] = None
+        else:
+            audit.extend(
+                _failed(conn, result, endpoints[result.job.endpoint_id], now, worker, rand)
+            )
+    for code, ids in delivered.items():
+        conn.execute(
+            update(messages)
+            .where(m.id.in_(ids), m.status == MessageStatus.DELIVERING.value)
+            .values(
+                status=MessageStatus.DELIVERED.value,
+                next_attempt_at=None,
+                lease_until=None,
+                last_status_code=code,
+                version=m.version + 1,
+                updated_at=now,
+            )
+        )
+    if recovered:
+        conn.execute(
+            update(webhook_endpoints).where(e.id.in_(sorted(recovered))).values(failing_since=None)
+        )
     return audit
 
 
-def _record_one(
-    conn: Connection, result: Result, now: datetime, worker: str, rand: random.Random | None
+def _attempt_row(result: Result) -> dict[str, Any]:
+    job, out = result.job, result.outcome
+    return {
+        "id": new_id("wha"),
+        "dealer_id": job.dealer_id,
+        "environment": job.environment,
+        "endpoint_id": job.endpoint_id,
+        "message_id": job.message_id,
+        "attempt": job.attempt,
+        "result": "success" if out.ok else "failure",
+        "reason": out.reason,
+        "status_code": out.status_code,
+        "latency_ms": out.latency_ms,
+        "tls": (out.tls or "")[:200] or None,
+        "response_body": out.body,
+        "attempted_at": result.at,
+    }
+
+
+def _failed(
+    conn: Connection,
+    result: Result,
+    endpoint: dict[str, Any],
+    now: datetime,
+    worker: str,
+    rand: random.Random | None,
 ) -> list[AuditRecord]:
     job, out = result.job, result.outcome
     m, e = messages.c, webhook_endpoints.c
-    records = [_attempt_record(job, out, result.at, worker)]
-    conn.execute(
-        insert(webhook_attempts).values(
-            id=new_id("wha"),
-            dealer_id=job.dealer_id,
-            environment=job.environment,
-            endpoint_id=job.endpoint_id,
-            message_id=job.message_id,
-            attempt=job.attempt,
-            result="success" if out.ok else "failure",
-            reason=out.reason,
-            status_code=out.status_code,
-            latency_ms=out.latency_ms,
-            tls=(out.tls or "")[:200] or None,
-            response_body=out.body,
-            attempted_at=result.at,
-        )
-    )
-    endpoint = (
-        conn.execute(select(webhook_endpoints).where(e.id == job.endpoint_id)).mappings().one()
-    )
+    records: list[AuditRecord] = []
     state: dict[str, Any] = {"lease_until": None, "last_status_code": out.status_code}
-    disable: str | None = None
-    if out.ok:
-        state |= {"status": MessageStatus.DELIVERED.value, "next_attempt_at": None}
-        if endpoint["failing_since"] is not None:
-            conn.execute(
-                update(webhook_endpoints).where(e.id == job.endpoint_id).values(failing_since=None)
-            )
+    gone = out.reason == "gone"
+    retry_after = parse_retry_after(out.retry_after, now)
+    when = None if gone else next_attempt_at(job.attempt, now, retry_after, rand)
+    if when is None:
+        state |= {"status": MessageStatus.FAILED.value, "next_attempt_at": None}
+        if not gone:
+            state["exhausted"] = 1
+            records.append(_exhausted(conn, job, now, worker))
     else:
-        retry_after = parse_retry_after(out.retry_after, now)
-        when = (
-            None if out.reason == "gone" else next_attempt_at(job.attempt, now, retry_after, rand)
-        )
-        if when is None:
-            state |= {"status": MessageStatus.FAILED.value, "next_attempt_at": None}
-            if out.reason != "gone":
-                state["exhausted"] = 1
-                records.append(_exhausted(conn, job, now, worker))
-        else:
-            state |= {"status": MessageStatus.PENDING.value, "next_attempt_at": when}
-        failing_since = endpoint["failing_since"] or now
-        if endpoint["failing_since"] is None:
-            conn.execute(
-                update(webhook_endpoints).where(e.id == job.endpoint_id).values(failing_since=now)
-            )
-        if out.reason == "gone":
-            disable = "gone_410"
-        elif now - failing_since >= DISABLE_AFTER:
-            disable = "failing_5_days"
+        state |= {"status": MessageStatus.PENDING.value, "next_attempt_at": when}
     conn.execute(
         update(messages)
         .where(m.id == job.message_id, m.status == MessageStatus.DELIVERING.value)
         .values(**state, version=m.version + 1, updated_at=now)
     )
+    if endpoint["failing_since"] is None:
+        endpoint["failing_since"] = now
+        conn.execute(
+            update(webhook_endpoints).where(e.id == job.endpoint_id).values(failing_since=now)
+        )
+    disable = None
+    if gone:
+        disable = "gone_410"
+    elif now - endpoint["failing_since"] >= DISABLE_AFTER:
+        disable = "failing_5_days"
     if disable is not None and endpoint["enabled"]:
+        endpoint["enabled"] = 0
         records.append(_disable(conn, job, disable, now, worker))
     return records
 

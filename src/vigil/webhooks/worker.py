@@ -15,6 +15,9 @@ import random
 import socket
 from datetime import datetime, timedelta
 
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
 from vigil.audit.log import AuditLog
 from vigil.core.clock import Clock
 from vigil.core.ids import new_id
@@ -61,42 +64,54 @@ class DeliveryWorker:
 
     # -- the long-running loop -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
+        """Each turn is ONE transaction (`_tick`): record what finished, fan out new events,
+        claim as many due messages as there are free slots. One commit per turn, not three,
+        is what keeps a durable database (synchronous=FULL, fsync on commit) off the hot path."""
         in_flight: set[asyncio.Task[Result]] = set()
-        done_results: list[Result] = []
-        while not stop.is_set() or in_flight:
+        finished: list[Result] = []
+        while not stop.is_set() or in_flight or finished:
             try:
-                if not stop.is_set():
-                    await asyncio.to_thread(self._fan_out)
-                    free = self._concurrency - len(in_flight)
-                    if free > 0:
-                        for job in await asyncio.to_thread(self._claim, free):
-                            in_flight.add(asyncio.create_task(self._deliver(job)))
+                free = 0 if stop.is_set() else self._concurrency - len(in_flight)
+                # Claim in chunks: a turn per completed delivery would commit per message.
+                if finished or not in_flight or free >= max(1, self._concurrency // 4):
+                    batch, finished = finished, []
+                    jobs = await asyncio.to_thread(self._tick, batch, free)
+                    in_flight.update(asyncio.create_task(self._deliver(job)) for job in jobs)
                 if in_flight:
                     done, in_flight = await asyncio.wait(
                         in_flight, timeout=IDLE_POLL, return_when=asyncio.FIRST_COMPLETED
                     )
-                    done_results.extend(t.result() for t in done)
-                else:
+                    finished.extend(t.result() for t in done)
+                elif not stop.is_set():
                     await _sleep_unless(stop, IDLE_POLL)
-                if done_results:
-                    batch, done_results = done_results, []
-                    await asyncio.to_thread(self._record, batch)
             except Exception:  # a database hiccup must not stop deliveries for good
-                log.exception("webhook worker pass failed; retrying")
+                log.exception("webhook worker turn failed; retrying")
                 await _sleep_unless(stop, 1.0)
         await self._transport.close()
 
+    def _tick(self, results: list[Result], free: int) -> list[Job]:
+        if not results and free <= 0:
+            return []
+        now = self._clock.now()
+        with self._db.transaction() as conn:
+            if results:
+                records = claims.record(conn, results, now, self.name, self._rand)
+                self._audit.store.append(conn, records)
+            if free <= 0:
+                return []
+            _fan_out_guarded(conn, now)
+            return claims.claim(conn, now, free, self._lease)
+
     # -- steps -----------------------------------------------------------------------------------
     def _fan_out(self) -> None:
-        from sqlalchemy.exc import IntegrityError
-
-        try:
-            while True:
-                with self._db.transaction() as conn:
-                    if fanout.fan_out(conn, self._clock.now()) < fanout.BATCH:
-                        return
-        except IntegrityError:
-            return  # another worker fanned out the same events first; nothing is lost
+        while True:
+            with self._db.transaction() as conn:
+                try:
+                    with conn.begin_nested():
+                        if fanout.fan_out(conn, self._clock.now()) < fanout.BATCH:
+                            return
+                except IntegrityError:
+                    return  # another worker fanned out the same events first; nothing is lost
 
     def _claim(self, limit: int) -> list[Job]:
         with self._db.transaction() as conn:
@@ -113,6 +128,16 @@ class DeliveryWorker:
         with self._db.transaction() as conn:
             records = claims.record(conn, results, now, self.name, self._rand)
             self._audit.store.append(conn, records)
+
+
+def _fan_out_guarded(conn: Connection, now: datetime) -> None:
+    """Fan out inside a savepoint: when another worker fanned out the same events first (a
+    unique-key refusal), only the fan-out is undone, never the results recorded before it."""
+    try:
+        with conn.begin_nested():
+            fanout.fan_out(conn, now)
+    except IntegrityError:
+        return
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
