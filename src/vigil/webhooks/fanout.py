@@ -5,6 +5,13 @@ The app's scopes are read at fan-out time, not at registration: narrowing an app
 its endpoints receiving what it can no longer read. Events about an endpoint itself (its
 exhaustion, its disabling) are not sent to that endpoint, which is failing anyway.
 
+Finding the events not yet fanned out must not cost a scan of the whole outbox on every poll:
+- the hot path looks only past the highest event this worker has seen (`after`);
+- on PostgreSQL a transaction can commit an event with a lower `seq` than one already visible,
+  so every few seconds a sweep looks past the platform-wide watermark instead, and moves the
+  watermark up to the last event that is fanned out and older than `SETTLE` (no transaction
+  that writes an event stays open that long).
+
 Several workers may fan out at once: on PostgreSQL each locks the events it handles with
 `FOR UPDATE SKIP LOCKED`, and a marker row per event (primary key) plus the unique
 (endpoint, event) pair make a second fan-out of the same event fail rather than duplicate.
@@ -13,35 +20,45 @@ Several workers may fan out at once: on PostgreSQL each locks the events it hand
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, exists, insert, select
+from sqlalchemy import Connection, exists, func, insert, select, update
 
 from vigil.auth.scopes import decode_scopes
 from vigil.core.ids import new_id
 from vigil.events.types import READ_SCOPE, EventType
-from vigil.storage.tables import apps, outbox_events, webhook_endpoints, webhook_fanout
+from vigil.storage.tables import (
+    apps,
+    outbox_events,
+    settings_kv,
+    webhook_endpoints,
+    webhook_fanout,
+)
 from vigil.storage.tables import webhook_messages as messages
 from vigil.webhooks.models import MessageStatus
 
 BATCH = 500
+WATERMARK = "webhook_fanout_watermark"
+SETTLE = timedelta(minutes=5)
 
 
-def fan_out(conn: Connection, now: datetime, batch: int = BATCH) -> int:
-    """Turn up to `batch` not yet fanned-out events into messages; returns events handled."""
+def fan_out(conn: Connection, now: datetime, after: int = 0, batch: int = BATCH) -> tuple[int, int]:
+    """Turn up to `batch` not yet fanned-out events with `seq > after` into messages.
+
+    Returns (events handled, highest seq handled, or `after` when none)."""
     o = outbox_events.c
     events = list(
         conn.execute(
             select(outbox_events)
-            .where(~exists().where(webhook_fanout.c.event_id == o.id))
+            .where(o.seq > after, ~exists().where(webhook_fanout.c.event_id == o.id))
             .order_by(o.seq)
             .limit(batch)
             .with_for_update(skip_locked=True, of=outbox_events)
         ).mappings()
     )
     if not events:
-        return 0
+        return 0, after
     targets = _endpoints_by_tenant(conn, {(e["dealer_id"], e["environment"]) for e in events})
     rows: list[dict[str, Any]] = []
     for event in events:
@@ -74,7 +91,40 @@ def fan_out(conn: Connection, now: datetime, batch: int = BATCH) -> int:
     conn.execute(
         insert(webhook_fanout), [{"event_id": e["id"], "fanned_out_at": now} for e in events]
     )
-    return len(events)
+    return len(events), max(int(e["seq"]) for e in events)
+
+
+def watermark(conn: Connection) -> int:
+    """Every event at or below this seq is fanned out (platform-wide, all workers)."""
+    value = conn.execute(
+        select(settings_kv.c.value).where(settings_kv.c.name == WATERMARK)
+    ).scalar()
+    return int(value) if value is not None else 0
+
+
+def advance_watermark(conn: Connection, now: datetime) -> int:
+    o = outbox_events.c
+    current = watermark(conn)
+    first_open = conn.execute(
+        select(func.min(o.seq)).where(
+            o.seq > current, ~exists().where(webhook_fanout.c.event_id == o.id)
+        )
+    ).scalar()
+    settled = conn.execute(
+        select(func.max(o.seq)).where(o.seq > current, o.created_at < now - SETTLE)
+    ).scalar()
+    if settled is None:
+        return current
+    new = int(settled) if first_open is None else min(int(settled), int(first_open) - 1)
+    if new <= current:
+        return current
+    if conn.execute(select(settings_kv.c.name).where(settings_kv.c.name == WATERMARK)).first():
+        conn.execute(
+            update(settings_kv).where(settings_kv.c.name == WATERMARK).values(value=str(new))
+        )
+    else:
+        conn.execute(insert(settings_kv).values(name=WATERMARK, value=str(new)))
+    return new
 
 
 def _endpoints_by_tenant(

@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import socket
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
@@ -29,6 +30,7 @@ from vigil.webhooks.transport import Transport
 
 log = logging.getLogger("vigil.webhooks")
 
+SWEEP_SECONDS = 5.0  # how often a worker looks for events committed out of seq order
 IDLE_POLL = 0.02  # seconds between looks at an idle queue: the commit-to-receiver latency floor
 
 
@@ -47,6 +49,8 @@ class DeliveryWorker:
         self._db, self._audit, self._clock, self._transport = db, audit, clock, transport
         self._concurrency, self._lease = concurrency, lease
         self._rand = rand
+        self._after = 0  # highest event seq this worker fanned out (the hot path's cursor)
+        self._next_sweep = 0.0
         self.name = f"webhook-worker:{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
 
     # -- one pass, for tests with an injected clock -------------------------------------------
@@ -99,19 +103,33 @@ class DeliveryWorker:
                 self._audit.store.append(conn, records)
             if free <= 0:
                 return []
-            _fan_out_guarded(conn, now)
+            self._fan_out_in(conn, now)
             return claims.claim(conn, now, free, self._lease)
 
     # -- steps -----------------------------------------------------------------------------------
     def _fan_out(self) -> None:
+        self._next_sweep = 0.0
         while True:
             with self._db.transaction() as conn:
-                try:
-                    with conn.begin_nested():
-                        if fanout.fan_out(conn, self._clock.now()) < fanout.BATCH:
-                            return
-                except IntegrityError:
-                    return  # another worker fanned out the same events first; nothing is lost
+                if self._fan_out_in(conn, self._clock.now()) < fanout.BATCH:
+                    return
+
+    def _fan_out_in(self, conn: Connection, now: datetime) -> int:
+        """Fan out inside a savepoint: when another worker fanned out the same events first (a
+        unique-key refusal), only the fan-out is undone, never the results recorded before it.
+        Every `SWEEP_SECONDS` it looks past the platform watermark instead of its own cursor."""
+        after = self._after
+        sweep = time.monotonic() >= self._next_sweep
+        try:
+            with conn.begin_nested():
+                if sweep:
+                    after = fanout.advance_watermark(conn, now)
+                    self._next_sweep = time.monotonic() + SWEEP_SECONDS
+                count, highest = fanout.fan_out(conn, now, after)
+        except IntegrityError:
+            return 0  # nothing is lost: those events are someone else's now
+        self._after = max(self._after, highest)
+        return count
 
     def _claim(self, limit: int) -> list[Job]:
         with self._db.transaction() as conn:
@@ -128,16 +146,6 @@ class DeliveryWorker:
         with self._db.transaction() as conn:
             records = claims.record(conn, results, now, self.name, self._rand)
             self._audit.store.append(conn, records)
-
-
-def _fan_out_guarded(conn: Connection, now: datetime) -> None:
-    """Fan out inside a savepoint: when another worker fanned out the same events first (a
-    unique-key refusal), only the fan-out is undone, never the results recorded before it."""
-    try:
-        with conn.begin_nested():
-            fanout.fan_out(conn, now)
-    except IntegrityError:
-        return
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
