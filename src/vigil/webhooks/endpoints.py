@@ -34,7 +34,7 @@ from vigil.webhooks.resolver import Resolver
 from vigil.webhooks.signing import SigningSecret, new_secret
 from vigil.webhooks.ssrf import AddressPolicy
 from vigil.webhooks.trust import ca_fingerprints
-from vigil.webhooks.url_policy import check_registration
+from vigil.webhooks.url_policy import check_registration, parse_url
 
 DEFAULT_OVERLAP = timedelta(hours=24)
 MAX_OVERLAP = timedelta(days=7)
@@ -149,6 +149,9 @@ class EndpointService:
             row = scope.one(conn, webhook_endpoints, endpoint_id, "webhook endpoint")
             app_scopes = self._ensure_can_manage(conn, actor, row)
             values = dict(changes)
+            if "url" in values and parse_url(values["url"]).host != parse_url(row["url"]).host:
+                # An approved CA was vetted for the host it was requested for, not the next one.
+                values["ca_bundle"] = None
             if "event_types" in values:
                 values["event_types"] = _check_types(values["event_types"], app_scopes)
             if "enabled" in values:

@@ -91,6 +91,11 @@ def test_approved_internal_ca_is_trusted_for_that_endpoint_only(hooks: HooksWorl
     [record] = [r for r in hooks.audit_for(request.id) if r["action"] == "webhook_ca.approved"]
     assert record["actor_id"] == factories.OPERATOR.id
 
+    moved = hooks.services.webhooks.endpoints.update(
+        hooks.actor, mine.endpoint.id, {"url": internal.url("/mine", host="127.0.0.1")}, None
+    )
+    assert moved.internal_ca is False  # approval was for the old host; a new host needs a new one
+
 
 def test_rotation_signs_with_both_secrets_until_the_overlap_ends(hooks: HooksWorld) -> None:
     receiver = hooks.receivers.valid
