@@ -36,6 +36,8 @@ def test_serve_delivers_api_changes_and_approve_ca_is_audited(hooks: HooksWorld)
         event = Webhook(hook.json()["secret"]).verify(got.body, got.headers)
         assert event["data"]["site_id"] == site["id"]
 
+        pending = server.run_cli("webhooks", "ca-requests", "--status", "pending", "--json")
+        assert request["id"] in [r["id"] for r in json.loads(pending.stdout)]
         approved = server.run_cli("webhooks", "approve-ca", request["id"], "--json")
         assert json.loads(approved.stdout)["status"] == "approved"
         again = server.run_cli("webhooks", "approve-ca", request["id"], check=False)
@@ -48,5 +50,29 @@ def test_serve_delivers_api_changes_and_approve_ca_is_audited(hooks: HooksWorld)
         [record] = audit.json()["data"]
         assert record["target_id"] == request["id"]
         assert record["actor_type"] == "operator"
+
+        ca_file = hooks.home / "internal-ca.pem"
+        ca_file.write_text(hooks.receivers.internal_ca_pem)
+        filed = server.run_cli(
+            "webhooks",
+            "request-ca",
+            "--endpoint",
+            hook.json()["id"],
+            "--ca-file",
+            str(ca_file),
+            "--json",
+        )
+        assert json.loads(filed.stdout)["status"] == "pending"
+        bad = server.run_cli(
+            "webhooks",
+            "request-ca",
+            "--endpoint",
+            hook.json()["id"],
+            "--ca-file",
+            str(hooks.receivers.trust_store.parent / "self.key"),
+            check=False,
+        )
+        assert bad.returncode == 2
+        assert "PEM" in bad.stderr
     finally:
         server.stop()
