@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from vigil.core.errors import VigilError
 from vigil.webhooks.resolver import Resolver
 from vigil.webhooks.ssrf import AddressPolicy, Refusal, parse_ip_literal
 from vigil.webhooks.trust import client_context, tls_failure
@@ -136,8 +137,8 @@ class Transport:
 
         try:
             parsed = parse_url(url)  # the policy may have changed since registration
-        except ValueError as exc:
-            return Outcome(False, reason="url_not_allowed", detail=str(exc))
+        except VigilError as exc:
+            return Outcome(False, reason="url_not_allowed", detail=exc.detail)
         if parsed.literal is not None:
             refused = self._policy.refusal(parsed.literal)
             if refused is not None:

@@ -79,7 +79,11 @@ class DeliveryWorker:
                 # Claim in chunks: a turn per completed delivery would commit per message.
                 if finished or not in_flight or free >= max(1, self._concurrency // 4):
                     batch, finished = finished, []
-                    jobs = await asyncio.to_thread(self._tick, batch, free)
+                    try:
+                        jobs = await asyncio.to_thread(self._tick, batch, free)
+                    except Exception:
+                        finished = batch + finished  # recorded on the next turn, not lost
+                        raise
                     in_flight.update(asyncio.create_task(self._deliver(job)) for job in jobs)
                 if in_flight:
                     done, in_flight = await asyncio.wait(

@@ -173,3 +173,33 @@ def test_dns_rebinding_after_registration_is_caught_at_connect_time(hooks: Hooks
     [record] = hooks.audit_for(attempt["message_id"])
     assert record["result"] == "address_not_allowed"
     assert record["details"]["detail"] == "private"
+
+
+def test_the_url_policy_is_applied_again_at_every_delivery(hooks: HooksWorld) -> None:
+    """A URL stored before a policy change (here: written straight into the table, and the
+    operator's allow list withdrawn) is refused at delivery, before any connection."""
+    from sqlalchemy import update
+
+    from vigil.config import Settings
+
+    actor = hooks.tenant()
+    port = hooks.receivers.valid.port
+    literal = hooks.endpoint(f"https://127.0.0.1:{port}/literal", actor)
+    plain = hooks.endpoint(hooks.receivers.valid.url("/was-https"), actor)
+    with hooks.services.db.transaction() as conn:
+        conn.execute(
+            update(webhook_endpoints)
+            .where(webhook_endpoints.c.id == plain.endpoint.id)
+            .values(url=f"http://receiver.test:{port}/plain")
+        )
+    s = hooks.services
+    strict = Settings(**(hooks.settings_env | {"webhook_allowed_networks": ""}))  # type: ignore[arg-type]
+    webhooks = Webhooks.build(strict, s.db, s.audit, s.clock)
+    hooks.emit(actor=actor)
+    import asyncio
+
+    asyncio.run(webhooks.worker().run_once())
+    assert [a["reason"] for a in hooks.attempts(literal.endpoint.id)] == ["address_not_allowed"]
+    assert [a["reason"] for a in hooks.attempts(plain.endpoint.id)] == ["url_not_allowed"]
+    assert got(hooks, "/literal") == 0
+    assert got(hooks, "/plain") == 0
