@@ -101,14 +101,18 @@ class DeliveryWorker:
         if not results and free <= 0:
             return []
         now = self._clock.now()
-        with self._db.transaction() as conn:
-            if results:
-                records = claims.record(conn, results, now, self.name, self._rand)
-                self._audit.store.append(conn, records)
-            if free <= 0:
-                return []
-            self._fan_out_in(conn, now)
-            return claims.claim(conn, now, free, self._lease)
+        try:
+            with self._db.transaction() as conn:
+                if results:
+                    records = claims.record(conn, results, now, self.name, self._rand)
+                    self._audit.store.append(conn, records)
+                if free <= 0:
+                    return []
+                self._fan_out_in(conn, now)
+                return claims.claim(conn, now, free, self._lease)
+        except Exception:
+            self._audit.signer.forget()  # a key made in the rolled-back checkpoint is gone too
+            raise
 
     # -- steps -----------------------------------------------------------------------------------
     def _fan_out(self) -> None:
