@@ -24,6 +24,7 @@ from vigil.api.v1 import (
     sites,
     snapshots,
     telemetry,
+    webhooks,
 )
 from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
@@ -72,6 +73,7 @@ def create_api(services: Services) -> FastAPI:
         telemetry.router,
         alarms.router,
         snapshots.router,
+        webhooks.router,
         wellknown.router,
         oauth.router,
         oauth_clients.router,

@@ -71,6 +71,19 @@ class Settings(BaseSettings):
     # How often the server looks for devices past their heartbeat window (monitoring/presence.py):
     # the worst-case delay of a `device.offline` event beyond the window itself.
     presence_sweep_seconds: float = Field(default=15.0, gt=0, le=3600)
+    # Webhooks (issue 7). Private, loopback and metadata networks are refused unless listed here.
+    webhook_allowed_networks: Annotated[list[IpNetwork], NoDecode] = Field(default_factory=list)
+    # `name=address` pairs answered before DNS, like curl's --resolve (the answer is still vetted).
+    webhook_static_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The trust store receivers are verified against; None = certifi's Mozilla bundle.
+    webhook_trust_store: Path | None = None
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
+    # How long a claimed message stays with its worker; must outlast the request timeout. A
+    # worker that dies leaves its messages to be claimed again once the lease ends.
+    webhook_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    webhook_concurrency: int = Field(default=64, ge=1, le=1024)
+    # `vigil serve` runs the delivery worker in-process unless this is off (`vigil worker` then).
+    webhook_worker: bool = True
 
     security_contact: str = "mailto:security@vigil.example"
     security_policy_url: str = "https://vigil.example/security-policy"
@@ -107,7 +120,9 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator(
+        "trusted_proxies", "webhook_allowed_networks", "webhook_static_hosts", mode="before"
+    )
     @classmethod
     def _parse_proxies(cls, value: object) -> object:
         return _split_csv(value)
@@ -116,6 +131,14 @@ class Settings(BaseSettings):
     def _tls_pair(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("VIGIL_TLS_CERT and VIGIL_TLS_KEY must be set together")
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlasts_timeout(self) -> Settings:
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise ValueError(
+                "VIGIL_WEBHOOK_LEASE_SECONDS must exceed VIGIL_WEBHOOK_TIMEOUT_SECONDS"
+            )
         return self
 
     @property

@@ -122,6 +122,12 @@ async def serve(settings: Settings, services: Services) -> None:
     sweep_task = asyncio.create_task(
         sweep_presence(services, settings.presence_sweep_seconds, stop_sweeping)
     )
+    stop_worker = asyncio.Event()
+    worker_task = (
+        asyncio.create_task(services.webhooks.worker().run(stop_worker))
+        if settings.webhook_worker
+        else None
+    )
     try:
         await https.serve()
     finally:
@@ -130,6 +136,11 @@ async def serve(settings: Settings, services: Services) -> None:
         await sweep_task  # lets a sweep in flight finish before the database is closed
         http.should_exit = True
         await http_task
+        stop_worker.set()
+        if worker_task is not None:
+            await (
+                worker_task
+            )  # in-flight deliveries finish and are recorded before the audit closes
         services.close()
 
 

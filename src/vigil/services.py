@@ -31,6 +31,7 @@ from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
 from vigil.tenancy.partners import PartnerService
 from vigil.tenancy.users import UserService
+from vigil.webhooks.service import Webhooks
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Services:
     oauth_clients: ClientService
     oauth: OAuthServer
     credentials: CredentialVerifier
+    webhooks: Webhooks
 
     @classmethod
     def build(
@@ -105,6 +107,7 @@ class Services:
             credentials=CredentialVerifier(
                 key_verifier.verify, AccessTokenVerifier(db, clock).verify
             ),
+            webhooks=Webhooks.build(settings, db, audit, clock),
         )
 
     def close(self) -> None:

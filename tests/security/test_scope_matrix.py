@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 import pytest
+import trustme
 from fastapi.routing import APIRoute
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from tests.support import factories, oauth
 from tests.support.server import VigilServer
 
@@ -34,8 +35,16 @@ from vigil.storage.tables import (
     sites,
     snapshots,
     telemetry,
+    webhook_ca_requests,
+    webhook_endpoints,
+    webhook_messages,
 )
 from vigil.tenancy.models import Dealer
+
+# A public address literal: registration needs no DNS, and no worker delivers in these tests.
+MATRIX_HOOK = "https://93.184.215.14/matrix"
+HOOKS = "/v1/webhooks/endpoints"
+MATRIX_CA = trustme.CA().cert_pem.bytes().decode()
 
 
 @dataclass
@@ -92,6 +101,32 @@ class World:
         self.services.alarms.acknowledge(self.actor, alarm_id)
         return alarm_id
 
+    @cached_property
+    def endpoint_id(self) -> str:
+        hooks = self.services.webhooks.endpoints
+        return hooks.create(self.actor, url=MATRIX_HOOK, event_types=[]).endpoint.id
+
+    @cached_property
+    def message_id(self) -> str:
+        return self.services.webhooks.messages.send_test(self.actor, self.endpoint_id).id
+
+    @cached_property
+    def failed_since(self) -> str:
+        """A failed message on the world's endpoint, so a bulk replay has one to requeue."""
+        message = self.services.webhooks.messages.send_test(self.actor, self.endpoint_id)
+        with self.services.db.transaction() as conn:
+            conn.execute(
+                update(webhook_messages)
+                .where(webhook_messages.c.id == message.id)
+                .values(status="failed", exhausted=1)
+            )
+        return (message.created_at - timedelta(seconds=1)).isoformat()
+
+
+def replay_path(w: World) -> str:
+    w.failed_since  # noqa: B018 (created before the snapshot, not inside the request body)
+    return f"{HOOKS}/{w.endpoint_id}/replay"
+
 
 @dataclass(frozen=True)
 class Case:
@@ -101,6 +136,9 @@ class Case:
     body: Callable[[World], dict[str, Any] | None] = lambda w: None
     content: bytes | None = None  # a raw body instead of JSON (uploads)
     content_type: str = "application/json"
+    # Creates something owned by the calling app: a partner's token (no app) is refused with
+    # 403 even though it holds the scope.
+    app_only: bool = False
 
     def send(self, client: Any, world: World) -> Any:
         if self.content is None:
@@ -228,10 +266,56 @@ CASES = [
         "/v1/devices/{device_id}/telemetry",
         lambda w: f"/v1/devices/{w.device_id}/telemetry",
     ),
+    Case("GET", HOOKS, lambda w: HOOKS),
+    Case("POST", HOOKS, lambda w: HOOKS, lambda w: {"url": MATRIX_HOOK}, app_only=True),
+    Case("GET", HOOKS + "/{endpoint_id}", lambda w: f"{HOOKS}/{w.endpoint_id}"),
+    Case(
+        "PATCH",
+        HOOKS + "/{endpoint_id}",
+        lambda w: f"{HOOKS}/{w.endpoint_id}",
+        lambda w: {"description": "x"},
+    ),
+    Case(
+        "POST",
+        HOOKS + "/{endpoint_id}/rotate-secret",
+        lambda w: f"{HOOKS}/{w.endpoint_id}/rotate-secret",
+        lambda w: {"overlap_seconds": 60},
+    ),
+    Case(
+        "POST",
+        HOOKS + "/{endpoint_id}/ca-requests",
+        lambda w: f"{HOOKS}/{w.endpoint_id}/ca-requests",
+        lambda w: {"ca_bundle": MATRIX_CA},
+    ),
+    Case("POST", HOOKS + "/{endpoint_id}/test", lambda w: f"{HOOKS}/{w.endpoint_id}/test"),
+    Case(
+        "POST",
+        HOOKS + "/{endpoint_id}/replay",
+        replay_path,
+        lambda w: {"since": w.failed_since},
+    ),
+    Case("GET", HOOKS + "/{endpoint_id}/messages", lambda w: f"{HOOKS}/{w.endpoint_id}/messages"),
+    Case("GET", HOOKS + "/{endpoint_id}/attempts", lambda w: f"{HOOKS}/{w.endpoint_id}/attempts"),
+    Case(
+        "POST",
+        "/v1/webhooks/messages/{message_id}/replay",
+        lambda w: f"/v1/webhooks/messages/{w.message_id}/replay",
+    ),
 ]
 
 # Tenant tables whose rows or versions any scoped route could change.
-MONITORING = (sites, devices, telemetry, alarms, alarm_timeline, snapshots, outbox_events)
+MONITORING = (
+    sites,
+    devices,
+    telemetry,
+    alarms,
+    alarm_timeline,
+    snapshots,
+    outbox_events,
+    webhook_endpoints,
+    webhook_messages,
+    webhook_ca_requests,
+)
 
 
 def scoped_routes(services: Services) -> dict[tuple[str, str], Scope]:
@@ -320,6 +404,11 @@ def test_holding_only_the_scope_is_enough(
     before = snapshot(services, dealer.id)
     with server.client(token) as client:
         response = case.send(client, world)
+    if case.app_only and kind == "assertion_access_token":
+        assert response.status_code == 403, response.text
+        assert response.json()["code"] == "forbidden"
+        assert snapshot(services, dealer.id) == before
+        return
     assert response.status_code in (200, 201), response.text
     if case.method == "POST":
         assert snapshot(services, dealer.id) != before

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from vigil.cli import apps, audit, dealers, keys, oauth_clients, partners, serve, users
+from vigil.cli import apps, audit, dealers, keys, oauth_clients, partners, serve, users, webhooks
 
 cli = typer.Typer(
     name="vigil",
@@ -24,6 +24,8 @@ cli.add_typer(audit.app, name="audit")
 cli.add_typer(users.app, name="users")
 cli.add_typer(oauth_clients.app, name="oauth-clients")
 cli.add_typer(partners.app, name="partners")
+cli.add_typer(webhooks.app, name="webhooks")
+cli.command("worker")(webhooks.worker)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute
 from vigil.auth.actor import Actor
 from vigil.auth.principal import Principal
 from vigil.core.clock import Clock
-from vigil.core.errors import VigilError
+from vigil.core.errors import InvalidInput, VigilError
 from vigil.edge.asgi import ASGIApp, Message, Receive, Scope, Send
 from vigil.edge.audit import Append, AuditGate
 from vigil.edge.authentication import Authenticator
@@ -97,6 +97,11 @@ class HttpsEdge:
                     admitted = requirement.admit(principal)
                 except VigilError as error:
                     refusal = error
+            query = scope.get("query_string", b"")
+            if refusal is None and (unknown := self.routes.unknown_query(route, query)):
+                refusal = InvalidInput(
+                    "Unknown query parameters: " + ", ".join(n[:40] for n in unknown[:5]) + "."
+                )
             if refusal is not None or isinstance(route, DirectRoute):
                 # What the router would have recorded: the audit record names the route.
                 scope["route"] = route

@@ -10,7 +10,9 @@ path, worked out once: the same answer as a full scan, for a dictionary look-up.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import parse_qsl
 
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match, Route
@@ -33,6 +35,25 @@ def requirement(route: BaseRoute) -> Requirement | None:
     return None
 
 
+def query_names(route: BaseRoute) -> frozenset[str] | None:
+    """The query parameters the route reads (None: not an API route, nothing to check).
+
+    Unknown parameters are refused (422) rather than ignored: a misspelt filter silently
+    ignored returns more than the caller asked for, which is how data leaks into the wrong
+    screen (strict input validation, issue 4). Routes outside the API document (the OAuth
+    protocol endpoints, pages) parse their own parameters and are left to do so."""
+    if not isinstance(route, APIRoute) or not route.include_in_schema:
+        return None
+    return frozenset(_query_aliases(route.dependant))
+
+
+def _query_aliases(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_aliases(sub)
+    return names
+
+
 class RouteTable:
     """Resolve a request to (route, child scope) like Starlette's router, or None.
 
@@ -45,10 +66,12 @@ class RouteTable:
         self._size = -1
         self._exact: dict[str, tuple[Route, ...]] = {}
         self._requirements: dict[int, tuple[BaseRoute, Requirement | None]] = {}
+        self._queries: dict[int, frozenset[str] | None] = {}
 
     def _build(self) -> None:
         routes = list(self._routes)
         self._requirements = {id(r): (r, requirement(r)) for r in routes}
+        self._queries = {id(r): query_names(r) for r in routes}
         self._exact = {}
         if all(isinstance(r, Route) for r in routes):
             plain = [r for r in routes if isinstance(r, Route) and not r.param_convertors]
@@ -76,3 +99,13 @@ class RouteTable:
         if known is not None and known[0] is route:
             return known[1]
         return requirement(route)
+
+    def unknown_query(self, route: BaseRoute, query_string: bytes) -> list[str]:
+        """Query parameter names `route` does not read, in the order sent."""
+        if not query_string:
+            return []
+        known = self._queries[id(route)] if id(route) in self._queries else query_names(route)
+        if known is None:
+            return []
+        names = [k for k, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)]
+        return [n for n in dict.fromkeys(names) if n not in known]

@@ -23,6 +23,9 @@ class EventType(StrEnum):
     SNAPSHOT_CREATED = "snapshot.created"
     SITE_ARMED = "site.armed"
     SITE_DISARMED = "site.disarmed"
+    WEBHOOK_TEST = "webhook.test"
+    WEBHOOK_MESSAGE_EXHAUSTED = "webhook.message_exhausted"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook.endpoint_disabled"
 
 
 READ_SCOPE: dict[EventType, Scope] = {
@@ -37,4 +40,7 @@ READ_SCOPE: dict[EventType, Scope] = {
     EventType.SNAPSHOT_CREATED: Scope.SNAPSHOTS_READ,
     EventType.SITE_ARMED: Scope.SITES_READ,
     EventType.SITE_DISARMED: Scope.SITES_READ,
+    EventType.WEBHOOK_TEST: Scope.WEBHOOKS_READ,
+    EventType.WEBHOOK_MESSAGE_EXHAUSTED: Scope.WEBHOOKS_READ,
+    EventType.WEBHOOK_ENDPOINT_DISABLED: Scope.WEBHOOKS_READ,
 }

@@ -478,3 +478,105 @@ assertion_jtis = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Index("ix_assertion_jtis_expiry", "expires_at"),
 )
+
+# --- Webhooks (issue 7). An endpoint belongs to one app (whose scopes bound what it receives);
+# a message is one event for one endpoint, with its delivery state; an attempt is one try.
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    _seq(),
+    Column("id", String(40), nullable=False, unique=True),
+    *_tenant(),
+    Column("app_id", String(40), ForeignKey("apps.id"), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("description", String(500), nullable=True),
+    Column("event_types", JSON, nullable=False),
+    Column("enabled", Integer, nullable=False),
+    Column("disabled_reason", String(40), nullable=True),
+    # Signing secrets sit in their own columns so field-level encryption (S6) can wrap them
+    # without touching anything else; until then they are stored as issued.
+    Column("secret", String(100), nullable=False),
+    Column("previous_secret", String(100), nullable=True),
+    Column("previous_secret_expires_at", UtcDateTime, nullable=True),
+    Column("ca_bundle", Text, nullable=True),
+    Column("failing_since", UtcDateTime, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_webhook_endpoints_tenant", "dealer_id", "environment", "seq"),
+    Index("ix_webhook_endpoints_app", "app_id"),
+)
+
+webhook_ca_requests = Table(
+    "webhook_ca_requests",
+    metadata,
+    _seq(),
+    Column("id", String(40), nullable=False, unique=True),
+    *_tenant(),
+    Column("endpoint_id", String(40), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("ca_bundle", Text, nullable=False),
+    Column("fingerprints", JSON, nullable=False),
+    Column("reason", String(500), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("decided_by", String(200), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=True),
+    Index("ix_webhook_ca_requests_endpoint", "endpoint_id", "seq"),
+)
+
+# Which outbox events have been fanned out to endpoints (the outbox itself is never updated).
+webhook_fanout = Table(
+    "webhook_fanout",
+    metadata,
+    Column("event_id", String(40), primary_key=True),
+    Column("fanned_out_at", UtcDateTime, nullable=False),
+)
+
+webhook_messages = Table(
+    "webhook_messages",
+    metadata,
+    _seq(),
+    Column("id", String(40), nullable=False, unique=True),
+    *_tenant(),
+    Column("endpoint_id", String(40), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("event_id", String(40), nullable=True),
+    Column("event_type", String(60), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    # A claimed message is leased to one worker; a worker that dies leaves the lease to expire
+    # and the message is delivered again, with the same webhook-id (at least once).
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("exhausted", Integer, nullable=False),
+    Column("last_status_code", Integer, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_webhook_messages_due", "status", "next_attempt_at"),
+    Index("ix_webhook_messages_endpoint", "endpoint_id", "seq"),
+    UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_messages_event"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    _seq(),
+    Column("id", String(40), nullable=False, unique=True),
+    *_tenant(),
+    Column("endpoint_id", String(40), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("message_id", String(40), ForeignKey("webhook_messages.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("result", String(20), nullable=False),
+    Column("reason", String(60), nullable=True),
+    Column("status_code", Integer, nullable=True),
+    Column("latency_ms", Integer, nullable=True),
+    Column("tls", String(200), nullable=True),
+    Column("address", String(64), nullable=True),
+    Column("response_body", Text, nullable=True),
+    Column("attempted_at", UtcDateTime, nullable=False),
+    Index("ix_webhook_attempts_endpoint", "endpoint_id", "seq"),
+    Index("ix_webhook_attempts_message", "message_id", "seq"),
+)

@@ -38,3 +38,16 @@ def test_hostile_input_is_a_client_error(
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert after.status_code == 200
+
+
+def test_unknown_query_parameters_are_refused_not_ignored(
+    server: VigilServer, services: Services
+) -> None:
+    """A misspelt filter must not silently widen a listing."""
+    cred = factories.credential(services)
+    with server.client(cred.token) as client:
+        misspelt = client.get("/v1/alarms", params={"stauts": "new"})
+        known = client.get("/v1/alarms", params={"status": "new", "limit": 5})
+    assert misspelt.status_code == 422
+    assert "stauts" in misspelt.json()["detail"]
+    assert known.status_code == 200

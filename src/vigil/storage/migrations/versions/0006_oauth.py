@@ -6,7 +6,7 @@ Generated from the table definitions with Alembic's autogenerate renderer, then 
 `down_revision` points at 0003; the lead re-points it when merging beside 0004/0005.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import op
 from vigil.storage.types import UtcDateTime
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Webhooks: endpoint policy (URL, SSRF, CA trust), signing, fan-out and delivery (issue 7)."""

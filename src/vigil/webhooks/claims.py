@@ -1,0 +1,350 @@
+"""Claiming due messages and recording what their attempts came to.
+
+A claim leases messages to one worker (`lease_until`) in one short transaction; on PostgreSQL
+rows another worker holds are skipped (`FOR UPDATE SKIP LOCKED`), so two workers never claim the
+same message. The HTTP request happens outside any transaction. If the worker dies, the lease
+runs out and another claim picks the message up again: delivery is at least once, and a
+duplicate carries the same `webhook-id`.
+
+Recording writes, in one transaction per batch: the attempt row, its audit record (S14), the
+message's new state, the endpoint's failure window, and the events telling the dealer when a
+message is exhausted or an endpoint disabled.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from vigil.audit.actions import AuditAction
+from vigil.audit.record import AuditRecord
+from vigil.auth.actor import Tenant
+from vigil.auth.principal import ActorType, Environment
+from vigil.core.ids import new_id
+from vigil.events.outbox import emit
+from vigil.events.types import EventType
+from vigil.storage.tables import webhook_attempts, webhook_endpoints
+from vigil.storage.tables import webhook_messages as messages
+from vigil.webhooks.models import MessageStatus
+from vigil.webhooks.schedule import DISABLE_AFTER, next_attempt_at, parse_retry_after
+from vigil.webhooks.signing import SigningSecret
+from vigil.webhooks.transport import Outcome
+
+# Longer than the request timeout plus recording, so a live worker never loses its lease.
+LEASE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    message_id: str
+    dealer_id: str
+    environment: str
+    endpoint_id: str
+    event_id: str | None
+    event_type: str
+    attempt: int
+    url: str
+    secrets: tuple[SigningSecret, ...]
+    ca_bundle: str | None
+    body: bytes
+
+
+def claim(conn: Connection, now: datetime, limit: int, lease: timedelta = LEASE) -> list[Job]:
+    m, e = messages.c, webhook_endpoints.c
+    columns = (
+        m.id,
+        m.dealer_id,
+        m.environment,
+        m.endpoint_id,
+        m.event_id,
+        m.event_type,
+        m.payload,
+        m.attempts,
+    )
+
+    def due(condition: Any, order: Any, n: int) -> list[Any]:
+        # Two index-range queries rather than one OR: each walks ix_webhook_messages_due
+        # (status, then time) and stops after `n` rows however long the queue is.
+        return list(
+            conn.execute(
+                select(*columns)
+                .join(webhook_endpoints, e.id == m.endpoint_id)
+                .where(condition, e.enabled == 1)
+                .order_by(order)
+                .limit(n)
+                .with_for_update(skip_locked=True, of=messages)
+            ).mappings()
+        )
+
+    # Messages whose worker died (lease ran out) first: they are the oldest work.
+    rows = due(
+        (m.status == MessageStatus.DELIVERING.value) & (m.lease_until < now), m.lease_until, limit
+    )
+    if len(rows) < limit:
+        rows += due(
+            (m.status == MessageStatus.PENDING.value) & (m.next_attempt_at <= now),
+            m.next_attempt_at,
+            limit - len(rows),
+        )
+    if not rows:
+        return []
+    ids = [r["id"] for r in rows]
+    conn.execute(
+        update(messages)
+        .where(m.id.in_(ids))
+        .values(
+            status=MessageStatus.DELIVERING.value,
+            lease_until=now + lease,
+            attempts=m.attempts + 1,
+            updated_at=now,
+        )
+    )
+    endpoints = {
+        r["id"]: r
+        for r in conn.execute(
+            select(
+                e.id, e.url, e.secret, e.previous_secret, e.previous_secret_expires_at, e.ca_bundle
+            ).where(e.id.in_(sorted({r["endpoint_id"] for r in rows})))
+        ).mappings()
+    }
+    jobs = []
+    for r in rows:
+        ep = endpoints[r["endpoint_id"]]
+        secrets = [SigningSecret(ep["secret"])]
+        expires = ep["previous_secret_expires_at"]
+        if ep["previous_secret"] and expires is not None and expires > now:
+            secrets.append(SigningSecret(ep["previous_secret"]))
+        jobs.append(
+            Job(
+                message_id=r["id"],
+                dealer_id=r["dealer_id"],
+                environment=r["environment"],
+                endpoint_id=r["endpoint_id"],
+                event_id=r["event_id"],
+                event_type=r["event_type"],
+                attempt=r["attempts"] + 1,
+                url=ep["url"],
+                secrets=tuple(secrets),
+                ca_bundle=ep["ca_bundle"],
+                body=json.dumps(r["payload"], separators=(",", ":"), sort_keys=True).encode(),
+            )
+        )
+    return jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    job: Job
+    outcome: Outcome
+    at: datetime
+
+
+def record(
+    conn: Connection,
+    results: list[Result],
+    now: datetime,
+    worker: str,
+    rand: random.Random | None = None,
+) -> list[AuditRecord]:
+    """Store the results; returns the audit records, which the caller writes in `conn`.
+
+    Successes, the common case, are written in bulk (one insert of attempts, one update per
+    status code); each failure is handled on its own, since it may exhaust or disable.
+    """
+    m, e = messages.c, webhook_endpoints.c
+    endpoint_ids = sorted({r.job.endpoint_id for r in results})
+    endpoints = {
+        row["id"]: dict(row)
+        for row in conn.execute(
+            select(e.id, e.enabled, e.failing_since).where(e.id.in_(endpoint_ids))
+        ).mappings()
+    }
+    audit = [_attempt_record(r.job, r.outcome, r.at, worker) for r in results]
+    conn.execute(insert(webhook_attempts), [_attempt_row(r) for r in results])
+    delivered: dict[int | None, list[str]] = {}
+    recovered: set[str] = set()
+    for result in results:
+        if result.outcome.ok:
+            delivered.setdefault(result.outcome.status_code, []).append(result.job.message_id)
+            if endpoints[result.job.endpoint_id]["failing_since"] is not None:
+                recovered.add(result.job.endpoint_id)
+                endpoints[result.job.endpoint_id]["failing_since"] = None
+        else:
+            audit.extend(
+                _failed(conn, result, endpoints[result.job.endpoint_id], now, worker, rand)
+            )
+    for code, ids in delivered.items():
+        conn.execute(
+            update(messages)
+            .where(m.id.in_(ids), m.status == MessageStatus.DELIVERING.value)
+            .values(
+                status=MessageStatus.DELIVERED.value,
+                next_attempt_at=None,
+                lease_until=None,
+                last_status_code=code,
+                version=m.version + 1,
+                updated_at=now,
+            )
+        )
+    if recovered:
+        conn.execute(
+            update(webhook_endpoints).where(e.id.in_(sorted(recovered))).values(failing_since=None)
+        )
+    return audit
+
+
+def _attempt_row(result: Result) -> dict[str, Any]:
+    job, out = result.job, result.outcome
+    return {
+        "id": new_id("wha"),
+        "dealer_id": job.dealer_id,
+        "environment": job.environment,
+        "endpoint_id": job.endpoint_id,
+        "message_id": job.message_id,
+        "attempt": job.attempt,
+        "result": "success" if out.ok else "failure",
+        "reason": out.reason,
+        "status_code": out.status_code,
+        "latency_ms": out.latency_ms,
+        "tls": (out.tls or "")[:200] or None,
+        "response_body": out.body,
+        "attempted_at": result.at,
+    }
+
+
+def _failed(
+    conn: Connection,
+    result: Result,
+    endpoint: dict[str, Any],
+    now: datetime,
+    worker: str,
+    rand: random.Random | None,
+) -> list[AuditRecord]:
+    job, out = result.job, result.outcome
+    m, e = messages.c, webhook_endpoints.c
+    records: list[AuditRecord] = []
+    state: dict[str, Any] = {"lease_until": None, "last_status_code": out.status_code}
+    gone = out.reason == "gone"
+    retry_after = parse_retry_after(out.retry_after, now)
+    when = None if gone else next_attempt_at(job.attempt, now, retry_after, rand)
+    if when is None:
+        state |= {"status": MessageStatus.FAILED.value, "next_attempt_at": None}
+        if not gone:
+            state["exhausted"] = 1
+            records.append(_exhausted(conn, job, now, worker))
+    else:
+        state |= {"status": MessageStatus.PENDING.value, "next_attempt_at": when}
+    conn.execute(
+        update(messages)
+        .where(m.id == job.message_id, m.status == MessageStatus.DELIVERING.value)
+        .values(**state, version=m.version + 1, updated_at=now)
+    )
+    if endpoint["failing_since"] is None:
+        endpoint["failing_since"] = now
+        conn.execute(
+            update(webhook_endpoints).where(e.id == job.endpoint_id).values(failing_since=now)
+        )
+    disable = None
+    if gone:
+        disable = "gone_410"
+    elif now - endpoint["failing_since"] >= DISABLE_AFTER:
+        disable = "failing_5_days"
+    if disable is not None and endpoint["enabled"]:
+        endpoint["enabled"] = 0
+        records.append(_disable(conn, job, disable, now, worker))
+    return records
+
+
+def _system(worker: str, when: datetime, action: AuditAction, job: Job, **kw: Any) -> AuditRecord:
+    return AuditRecord(
+        occurred_at=when,
+        action=action,
+        actor_type=ActorType.SYSTEM.value,
+        actor_id=worker,
+        dealer_id=job.dealer_id,
+        environment=job.environment,
+        **kw,
+    )
+
+
+def _attempt_record(job: Job, out: Outcome, when: datetime, worker: str) -> AuditRecord:
+    details: dict[str, Any] = {
+        "via": "webhook-worker",
+        "endpoint_id": job.endpoint_id,
+        "event_id": job.event_id,
+        "event_type": job.event_type,
+        "attempt": job.attempt,
+        "status_code": out.status_code,
+        "latency_ms": out.latency_ms,
+    }
+    if not out.ok:
+        details |= {"reason": out.reason, "detail": out.detail}
+    return _system(
+        worker,
+        when,
+        AuditAction.WEBHOOK_DELIVERY_ATTEMPTED,
+        job,
+        result="success" if out.ok else (out.reason or "failure"),
+        target_type="webhook_message",
+        target_id=job.message_id,
+        details=details,
+    )
+
+
+def _exhausted(conn: Connection, job: Job, now: datetime, worker: str) -> AuditRecord:
+    emit(
+        conn,
+        Tenant(job.dealer_id, Environment(job.environment)),
+        EventType.WEBHOOK_MESSAGE_EXHAUSTED,
+        subject_type="webhook_endpoint",
+        subject_id=job.endpoint_id,
+        data={
+            "endpoint_id": job.endpoint_id,
+            "message_id": job.message_id,
+            "event_id": job.event_id,
+        },
+        when=now,
+    )
+    return _system(
+        worker,
+        now,
+        AuditAction.WEBHOOK_MESSAGE_EXHAUSTED,
+        job,
+        result="success",
+        target_type="webhook_message",
+        target_id=job.message_id,
+        details={"via": "webhook-worker", "endpoint_id": job.endpoint_id, "attempts": job.attempt},
+    )
+
+
+def _disable(conn: Connection, job: Job, reason: str, now: datetime, worker: str) -> AuditRecord:
+    e = webhook_endpoints.c
+    conn.execute(
+        update(webhook_endpoints)
+        .where(e.id == job.endpoint_id)
+        .values(enabled=0, disabled_reason=reason, version=e.version + 1, updated_at=now)
+    )
+    emit(
+        conn,
+        Tenant(job.dealer_id, Environment(job.environment)),
+        EventType.WEBHOOK_ENDPOINT_DISABLED,
+        subject_type="webhook_endpoint",
+        subject_id=job.endpoint_id,
+        data={"endpoint_id": job.endpoint_id, "reason": reason},
+        when=now,
+    )
+    return _system(
+        worker,
+        now,
+        AuditAction.WEBHOOK_ENDPOINT_DISABLED,
+        job,
+        result="success",
+        target_type="webhook_endpoint",
+        target_id=job.endpoint_id,
+        details={"via": "webhook-worker", "reason": reason},
+    )
