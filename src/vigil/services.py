@@ -11,6 +11,7 @@ from vigil.auth.apikeys.service import ApiKeyService
 from vigil.auth.apikeys.verifier import ApiKeyVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
+from vigil.encryption import Encryption, database, start_kms
 from vigil.monitoring.alarms import AlarmService
 from vigil.monitoring.devices import DeviceService
 from vigil.monitoring.presence import PresenceService
@@ -19,6 +20,7 @@ from vigil.monitoring.snapshots import SnapshotService
 from vigil.monitoring.telemetry import TelemetryService
 from vigil.storage.db import Database
 from vigil.storage.idempotency import IdempotencyStore
+from vigil.storage.objects.encrypted import EncryptedObjectStore
 from vigil.storage.objects.local import LocalObjectStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
@@ -41,13 +43,15 @@ class Services:
     devices: DeviceService
     telemetry: TelemetryService
     presence: PresenceService
+    encryption: Encryption
 
     @classmethod
     def build(
         cls, settings: Settings, clock: Clock | None = None, *, migrate: bool = True
     ) -> Services:
         clock = clock or SystemClock()
-        db = Database(settings.resolved_database_url)
+        kms = start_kms(settings)
+        db = database(settings, kms)
         if migrate:
             db.migrate(
                 owner_url=settings.database_owner_url,
@@ -64,7 +68,8 @@ class Services:
             checkpoint_seconds=settings.audit_checkpoint_seconds,
         )
         apps = AppService(db, audit, clock)
-        objects = LocalObjectStore(settings.objects_dir)
+        encryption = Encryption.build(settings, kms, db)
+        objects = EncryptedObjectStore(LocalObjectStore(settings.objects_dir), encryption.objects)
         return cls(
             settings=settings,
             clock=clock,
@@ -77,12 +82,15 @@ class Services:
             sites=SiteService(db, audit, clock),
             idempotency=IdempotencyStore(db),
             snapshots=SnapshotService(db, audit, clock, objects, settings.snapshot_max_bytes),
-            alarms=AlarmService(db, audit, clock),
+            alarms=AlarmService(db, audit, clock, encryption.records),
             devices=DeviceService(db, audit, clock),
-            telemetry=TelemetryService(db, audit, clock),
+            telemetry=TelemetryService(db, audit, clock, encryption.records),
             presence=PresenceService(db, audit, clock),
+            encryption=encryption,
         )
 
     def close(self) -> None:
         self.audit.close()
         self.db.dispose()
+        self.encryption.keyring.clear()
+        self.encryption.kms.close()
