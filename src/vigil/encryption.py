@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from vigil.config import Settings
+from vigil.crypto.errors import KeyUnavailable
 from vigil.crypto.fields import FieldCipher
 from vigil.crypto.keyring import Keyring
 from vigil.crypto.keystore import Purpose
@@ -54,11 +55,13 @@ class Encryption:
 
         def kek_for(dealer_id: str) -> str:
             """Enterprise dealers' own KEK (`vigil kms provision`), else the platform's."""
+            query = select(dealers.c.kms_key_ref, dealers.c.deleted_at)
             with db.read() as conn:
-                ref = conn.execute(
-                    select(dealers.c.kms_key_ref).where(dealers.c.id == dealer_id)
-                ).scalar()
-            return ref or kms.platform_key_ref
+                row = conn.execute(query.where(dealers.c.id == dealer_id)).first()
+            if row is not None and row.deleted_at is not None:
+                # Crypto-shredded: a new key would quietly start a second life for the tenant.
+                raise KeyUnavailable("This dealer was deleted; its keys are destroyed.")
+            return (row.kms_key_ref if row is not None else None) or kms.platform_key_ref
 
         keyring = Keyring.from_settings(settings, kms, store, kek_for=kek_for)
         return cls(

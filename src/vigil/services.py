@@ -24,6 +24,7 @@ from vigil.storage.objects.encrypted import EncryptedObjectStore
 from vigil.storage.objects.local import LocalObjectStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
+from vigil.tenancy.tenant_keys import TenantKeyService
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Services:
     telemetry: TelemetryService
     presence: PresenceService
     encryption: Encryption
+    tenant_keys: TenantKeyService
 
     @classmethod
     def build(
@@ -87,6 +89,7 @@ class Services:
             telemetry=TelemetryService(db, audit, clock, encryption.records),
             presence=PresenceService(db, audit, clock),
             encryption=encryption,
+            tenant_keys=TenantKeyService(db, audit, clock, encryption, settings.keys_dir),
         )
 
     def close(self) -> None:

@@ -42,3 +42,7 @@ class AuditAction(StrEnum):
     ALARM_RESOLVED = "alarm.resolved"
     ALARM_ANNOTATED = "alarm.annotated"
     SNAPSHOT_UPLOADED = "snapshot.uploaded"
+    KMS_KEY_PROVISIONED = "kms_key.provisioned"
+    KMS_KEY_ROTATED = "kms_key.rotated"
+    DATA_KEYS_REWRAPPED = "data_key.rewrapped"
+    DEALER_DELETED = "dealer.deleted"

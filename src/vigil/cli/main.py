@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from vigil.cli import apps, audit, dealers, keys, serve
+from vigil.cli import apps, audit, dealers, keys, kms, serve
 
 cli = typer.Typer(
     name="vigil",
@@ -21,6 +21,7 @@ cli.add_typer(dealers.app, name="dealers")
 cli.add_typer(apps.app, name="apps")
 cli.add_typer(keys.app, name="keys")
 cli.add_typer(audit.app, name="audit")
+cli.add_typer(kms.app, name="kms")
 
 
 def main() -> None:

@@ -38,6 +38,8 @@ dealers = Table(
     Column("created_at", UtcDateTime, nullable=False),
     # Enterprise dealers: the KMS key-encryption key of their own (S8); NULL = platform KEK.
     Column("kms_key_ref", String(200), nullable=True),
+    # Set by `vigil dealers delete`: its keys are destroyed and no new ones may be made.
+    Column("deleted_at", UtcDateTime, nullable=True),
 )
 
 apps = Table(

@@ -39,6 +39,7 @@ def upgrade() -> None:
     op.create_index("ix_data_keys_dealer_id", "data_keys", ["dealer_id"])
     with op.batch_alter_table("dealers") as batch:
         batch.add_column(sa.Column("kms_key_ref", sa.String(200), nullable=True))
+        batch.add_column(sa.Column("deleted_at", UtcDateTime(), nullable=True))
     with op.batch_alter_table("telemetry") as batch:
         batch.alter_column("value", existing_type=sa.Float(), nullable=True)
         batch.add_column(sa.Column("value_sealed", sa.LargeBinary(), nullable=True))
@@ -59,6 +60,7 @@ def downgrade() -> None:
         batch.drop_column("value_sealed")
         batch.alter_column("value", existing_type=sa.Float(), nullable=False)
     with op.batch_alter_table("dealers") as batch:
+        batch.drop_column("deleted_at")
         batch.drop_column("kms_key_ref")
     op.drop_index("ix_data_keys_dealer_id", "data_keys")
     op.drop_table("data_keys")
