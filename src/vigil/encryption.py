@@ -23,6 +23,9 @@ from vigil.crypto.objects import ObjectCipher
 from vigil.storage import sqlcipher
 from vigil.storage.data_keys import SqlWrappedKeyStore
 from vigil.storage.db import Database
+from vigil.storage.objects.encrypted import EncryptedObjectStore
+from vigil.storage.objects.local import LocalObjectStore
+from vigil.storage.objects.port import ObjectStore
 from vigil.storage.tables import dealers
 
 
@@ -34,7 +37,7 @@ def database(settings: Settings, kms: Kms) -> Database:
     path = Path(str(parsed.database))
     path.parent.mkdir(parents=True, exist_ok=True)
     key = sqlcipher.database_key(kms, settings.keys_dir)
-    return Database(url, creator=sqlcipher.creator(path, key))
+    return Database(url, creator=sqlcipher.creator(path, key), module=sqlcipher.dbapi())
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,22 @@ def start_kms(settings: Settings) -> Kms:
     kms = build_kms(settings)
     kms.ensure_platform_key()
     return kms
+
+
+def object_store(settings: Settings, encryption: Encryption) -> EncryptedObjectStore:
+    """The configured object store, wrapped so content is encrypted before it leaves (S6)."""
+    inner: ObjectStore
+    if settings.object_store == "s3":
+        from vigil.storage.objects.s3 import S3ObjectStore
+
+        secret = settings.s3_secret_access_key
+        inner = S3ObjectStore.connect(
+            settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret is not None else None,
+        )
+    else:
+        inner = LocalObjectStore(settings.objects_dir)
+    return EncryptedObjectStore(inner, encryption.objects)

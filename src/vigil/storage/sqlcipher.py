@@ -71,6 +71,13 @@ def rewrap_database_key(kms: Kms, keys_dir: Path) -> bool:
     return True
 
 
+def dbapi() -> Any:
+    """The DB-API module the connections come from (for the engine's exception mapping)."""
+    import sqlcipher3
+
+    return sqlcipher3.dbapi2
+
+
 def _pragma_key(key: SecretKey) -> str:
     return f"PRAGMA key = \"x'{key.reveal().hex()}'\""
 
