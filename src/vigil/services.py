@@ -11,7 +11,7 @@ from vigil.auth.apikeys.service import ApiKeyService
 from vigil.auth.apikeys.verifier import ApiKeyVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
-from vigil.encryption import Encryption, database, start_kms
+from vigil.encryption import Encryption, database, object_store, start_kms
 from vigil.monitoring.alarms import AlarmService
 from vigil.monitoring.devices import DeviceService
 from vigil.monitoring.presence import PresenceService
@@ -20,8 +20,6 @@ from vigil.monitoring.snapshots import SnapshotService
 from vigil.monitoring.telemetry import TelemetryService
 from vigil.storage.db import Database
 from vigil.storage.idempotency import IdempotencyStore
-from vigil.storage.objects.encrypted import EncryptedObjectStore
-from vigil.storage.objects.local import LocalObjectStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
 from vigil.tenancy.tenant_keys import TenantKeyService
@@ -71,7 +69,7 @@ class Services:
         )
         apps = AppService(db, audit, clock)
         encryption = Encryption.build(settings, kms, db)
-        objects = EncryptedObjectStore(LocalObjectStore(settings.objects_dir), encryption.objects)
+        objects = object_store(settings, encryption)
         return cls(
             settings=settings,
             clock=clock,
