@@ -56,7 +56,8 @@ def find_weed() -> Path:
 
 class SeaweedFS:
     ACCESS_KEY = "vigil-test"
-    SECRET_KEY = "vigil-test-secret"  # noqa: S105 - a throwaway loopback server; no IAM config
+    # A throwaway loopback server without IAM configuration: any key pair is accepted.
+    SECRET_KEY = "vigil-test-secret"
 
     def __init__(self, bucket: str = "vigil") -> None:
         self.bucket = bucket
@@ -120,10 +121,11 @@ class SeaweedFS:
                 raise RuntimeError(f"weed exited early:\n{tail}")
             try:
                 self.client().create_bucket(Bucket=self.bucket)
-                return
             except Exception as exc:  # not up yet
                 last = exc
                 time.sleep(0.5)
+            else:
+                return
         raise RuntimeError(f"SeaweedFS S3 did not come up: {last}")
 
     def stop(self) -> None:
