@@ -218,3 +218,24 @@ def test_a_snapshot_object_copied_over_another_tenants_is_refused(
     assert _problem(whole)[0::2] == (404, "key_unavailable")
     assert _problem(ranged)[0::2] == (404, "key_unavailable")
     assert first.markers.snapshot not in whole.content
+
+
+def test_a_snapshot_object_swapped_with_another_of_the_same_tenant_fails_its_check(
+    world: tuple[VigilServer, Services, Tenant, Tenant],
+) -> None:
+    srv, _svc, first, _second = world
+    with srv.client(first.cred.token) as client:
+        other_id = client.post(
+            f"/v1/devices/{first.device_id}/snapshots",
+            content=b"\xff\xd8\xff another picture" * 100,
+            headers={"Content-Type": "image/jpeg"},
+        ).json()["id"]
+    objects = srv.home / "objects"
+    target = next(objects.rglob(other_id))
+    target.unlink()
+    shutil.copyfile(next(objects.rglob(first.snapshot_id)), target)
+    with srv.client(first.cred.token) as client:
+        swapped = client.get(f"/v1/snapshots/{other_id}/content")
+        original = client.get(f"/v1/snapshots/{first.snapshot_id}/content")
+    assert _problem(swapped)[0::2] == (409, "integrity_check_failed")
+    assert original.content == first.markers.content()
