@@ -65,6 +65,7 @@ def delete(
                 "dealer_id": done.dealer_id,
                 "data_keys_destroyed": done.data_keys_destroyed,
                 "api_keys_revoked": done.api_keys_revoked,
+                "kms_key_destroyed": done.kms_key_destroyed,
             },
             as_json,
             lambda d: typer.echo(

@@ -35,6 +35,7 @@ class Shredded:
     dealer_id: str
     data_keys_destroyed: int
     api_keys_revoked: int
+    kms_key_destroyed: str | None
 
 
 class TenantKeyService:
@@ -104,11 +105,12 @@ class TenantKeyService:
         self._audit.write_now(record)
 
     def delete_dealer(self, actor: Actor, dealer_id: str) -> Shredded:
-        """Crypto-shredding (S8): destroy every wrapped data key of the dealer, so its rows and
-        objects, and every backup of them, can no longer be decrypted; refuse new keys for it and
-        revoke its API keys. Audit records stay (their details are under the platform audit key),
-        so `vigil audit verify` keeps passing."""
-        self._dealer(dealer_id, deleted_ok=True)  # re-running finishes an interrupted delete
+        """Crypto-shredding (S8): destroy every wrapped data key of the dealer (and an enterprise
+        dealer's own KEK in the KMS, which reaches database backups too), so its rows and objects
+        can no longer be decrypted; refuse new keys for it and revoke its API keys. Audit records
+        stay (their details belong under the platform audit key), so `vigil audit verify` keeps
+        passing."""
+        _plan, own_kek = self._dealer(dealer_id, deleted_ok=True)  # a re-run finishes the job
         now = self._clock.now()
         doomed = self.pending_rewrap(dealer_id)
         with self._db.transaction() as conn:
@@ -124,13 +126,21 @@ class TenantKeyService:
                 .where(api_keys.c.dealer_id == dealer_id, api_keys.c.revoked_at.is_(None))
                 .values(status=KeyStatus.REVOKED.value, revoked_at=now)
             ).rowcount
-            details = {"data_keys_destroyed": doomed, "api_keys_revoked": revoked}
+            details = {
+                "data_keys_destroyed": doomed,
+                "api_keys_revoked": revoked,
+                "kms_key_destroyed": own_kek,
+            }
             self._audit.write_in(
                 conn, self._record(actor, AuditAction.DEALER_DELETED, dealer_id, details)
             )
         destroyed = self._enc.store.delete_dealer(dealer_id)
         self._enc.keyring.forget_dealer(dealer_id)
-        return Shredded(dealer_id, destroyed, revoked)
+        if own_kek is not None:
+            # An enterprise dealer's own KEK: with it gone, the wrapped data keys in every
+            # database backup are useless too.
+            self._enc.kms.destroy_tenant_key(own_kek)
+        return Shredded(dealer_id, destroyed, revoked, own_kek)
 
     def _new_generations(self, dealer_id: str) -> None:
         for purpose in Purpose:
