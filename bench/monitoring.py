@@ -32,7 +32,6 @@ import os
 import platform
 import random
 import shutil
-import sqlite3
 import ssl
 import statistics
 import sys
@@ -41,6 +40,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -110,12 +110,26 @@ async def ingest_load(
     return accepted, failed
 
 
+def connect(database: Path) -> Any:
+    """A driver connection of the benchmark's own to the server's database, which is SQLCipher
+    (issue 5): keyed with the database key from the same home's KMS, exactly as the server's
+    connections are, so the baseline pays the page encryption too and the ratio measures what
+    Vigil adds on top (edge, validation, field encryption of every value, audit)."""
+    from vigil.config import Settings
+    from vigil.encryption import start_kms
+    from vigil.storage import sqlcipher
+
+    settings = Settings(home=database.parent)
+    key = sqlcipher.database_key(start_kms(settings), settings.keys_dir)
+    return sqlcipher.creator(database, key)()
+
+
 def raw_executemany_rate(database: Path, dealer: str, device: str, seconds: float) -> float:
     """Rows/s of 500-row `executemany` transactions on a plain sqlite3 connection, on core 0."""
     previous = os.sched_getaffinity(0)
     pin(0, 0)
     try:
-        conn = sqlite3.connect(database, isolation_level=None)
+        conn = connect(database)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=10000")
@@ -220,7 +234,7 @@ def seed_alarms(
     database: Path, tenants: list[tuple[str, str]], site_ids: dict[str, str], n: int
 ) -> None:
     """Insert `n` alarms directly, spread over `tenants`, 20 % of them `new`."""
-    conn = sqlite3.connect(database, isolation_level=None)
+    conn = connect(database)
     conn.execute("PRAGMA busy_timeout=10000")
     statuses = ["new", "acknowledged", "dispatched", "resolved", "resolved"]
     now = datetime.now(UTC)

@@ -30,6 +30,18 @@ def postgres() -> Iterator[object]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[object]:
+    """A real SeaweedFS S3 server on loopback, for the S3 object store tests."""
+    from tests.support.seaweedfs import SeaweedFS
+
+    weed = SeaweedFS()
+    try:
+        yield weed
+    finally:
+        weed.stop()
+
+
 APP_ROLE = "vigil_app"
 
 

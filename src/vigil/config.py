@@ -110,6 +110,16 @@ class Settings(BaseSettings):
     key_cache_ttl_seconds: float = Field(default=300.0, gt=0, le=86400)
     key_cache_size: int = Field(default=1024, ge=1)
 
+    # Where snapshot and clip bytes go (always STREAM-encrypted first): `local` is
+    # $VIGIL_HOME/objects, `s3` a bucket on any S3 API (AWS, SeaweedFS, MinIO...).
+    object_store: Literal["local", "s3"] = "local"
+    s3_bucket: str = "vigil"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # Unset: boto3's usual chain (environment, profile, instance role).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+
     @field_validator("kms", mode="before")
     @classmethod
     def _lower_kms(cls, value: object) -> object:

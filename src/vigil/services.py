@@ -18,6 +18,7 @@ from vigil.auth.oauth.server import OAuthServer
 from vigil.auth.oauth.verifier import AccessTokenVerifier
 from vigil.config import Settings
 from vigil.core.clock import Clock, SystemClock
+from vigil.encryption import Encryption, database, object_store, start_kms
 from vigil.monitoring.alarms import AlarmService
 from vigil.monitoring.devices import DeviceService
 from vigil.monitoring.presence import PresenceService
@@ -26,10 +27,10 @@ from vigil.monitoring.snapshots import SnapshotService
 from vigil.monitoring.telemetry import TelemetryService
 from vigil.storage.db import Database
 from vigil.storage.idempotency import IdempotencyStore
-from vigil.storage.objects.local import LocalObjectStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
 from vigil.tenancy.partners import PartnerService
+from vigil.tenancy.tenant_keys import TenantKeyService
 from vigil.tenancy.users import UserService
 from vigil.webhooks.service import Webhooks
 
@@ -57,13 +58,16 @@ class Services:
     oauth: OAuthServer
     credentials: CredentialVerifier
     webhooks: Webhooks
+    encryption: Encryption
+    tenant_keys: TenantKeyService
 
     @classmethod
     def build(
         cls, settings: Settings, clock: Clock | None = None, *, migrate: bool = True
     ) -> Services:
         clock = clock or SystemClock()
-        db = Database(settings.resolved_database_url)
+        kms = start_kms(settings)
+        db = database(settings, kms)
         if migrate:
             db.migrate(
                 owner_url=settings.database_owner_url,
@@ -80,7 +84,8 @@ class Services:
             checkpoint_seconds=settings.audit_checkpoint_seconds,
         )
         apps = AppService(db, audit, clock)
-        objects = LocalObjectStore(settings.objects_dir)
+        encryption = Encryption.build(settings, kms, db)
+        objects = object_store(settings, encryption)
         key_verifier = ApiKeyVerifier(db, clock)
         users = UserService(db, audit, clock)
         oauth = _oauth(settings, db, audit, clock, apps, users)
@@ -96,9 +101,9 @@ class Services:
             sites=SiteService(db, audit, clock),
             idempotency=IdempotencyStore(db),
             snapshots=SnapshotService(db, audit, clock, objects, settings.snapshot_max_bytes),
-            alarms=AlarmService(db, audit, clock),
+            alarms=AlarmService(db, audit, clock, encryption.records),
             devices=DeviceService(db, audit, clock),
-            telemetry=TelemetryService(db, audit, clock),
+            telemetry=TelemetryService(db, audit, clock, encryption.records),
             presence=PresenceService(db, audit, clock),
             users=users,
             partners=oauth.ctx.partners,
@@ -108,11 +113,15 @@ class Services:
                 key_verifier.verify, AccessTokenVerifier(db, clock).verify
             ),
             webhooks=Webhooks.build(settings, db, audit, clock),
+            encryption=encryption,
+            tenant_keys=TenantKeyService(db, audit, clock, encryption, settings.keys_dir),
         )
 
     def close(self) -> None:
         self.audit.close()
         self.db.dispose()
+        self.encryption.keyring.clear()
+        self.encryption.kms.close()
 
 
 def _oauth(

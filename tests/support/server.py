@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from vigil.config import Settings
 from vigil.services import Services
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def free_port() -> int:
@@ -120,6 +123,20 @@ class VigilServer:
                 database_owner_url=self.env.get("VIGIL_DATABASE_OWNER_URL") or None,
             )
         )
+
+    def owner_engine(self) -> Engine:
+        """A raw engine on this server's database, as its owner: PostgreSQL's owner role, or
+        the SQLite file opened through SQLCipher with the key from this home's KMS."""
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        from vigil.encryption import database, start_kms
+
+        owner = self.env.get("VIGIL_DATABASE_OWNER_URL")
+        if owner:
+            return create_engine(owner, poolclass=NullPool)
+        settings = Settings(home=self.home, database_url=self.database_url)
+        return database(settings, start_kms(settings)).engine
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

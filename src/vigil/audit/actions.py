@@ -70,3 +70,7 @@ class AuditAction(StrEnum):
     WEBHOOK_MESSAGE_EXHAUSTED = "webhook_message.exhausted"
     WEBHOOK_MESSAGE_REPLAYED = "webhook_message.replayed"
     WEBHOOK_TEST_SENT = "webhook_message.test_sent"
+    KMS_KEY_PROVISIONED = "kms_key.provisioned"
+    KMS_KEY_ROTATED = "kms_key.rotated"
+    DATA_KEYS_REWRAPPED = "data_key.rewrapped"
+    DEALER_DELETED = "dealer.deleted"

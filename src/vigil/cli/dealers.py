@@ -42,3 +42,34 @@ def list_(as_json: bool = JsonOption) -> None:
             as_json,
             lambda r: table(r, ["id", "name", "plan", "audit_retention_days"], "Dealers"),
         )
+
+
+@app.command("delete")
+def delete(
+    dealer_id: str = typer.Argument(..., help="The dealer to delete."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete a dealer by destroying its keys (crypto-shredding): its rows, objects and every
+    backup of them become unreadable. Cannot be undone. Audit records stay."""
+    with friendly_errors():
+        if not yes:
+            typer.confirm(
+                f"Destroy every key of dealer {dealer_id}? Its data becomes unreadable for good",
+                abort=True,
+            )
+    with friendly_errors(), open_services() as svc:
+        done = svc.tenant_keys.delete_dealer(operator(), dealer_id)
+        emit(
+            {
+                "dealer_id": done.dealer_id,
+                "data_keys_destroyed": done.data_keys_destroyed,
+                "api_keys_revoked": done.api_keys_revoked,
+                "kms_key_destroyed": done.kms_key_destroyed,
+            },
+            as_json,
+            lambda d: typer.echo(
+                f"Deleted dealer {d['dealer_id']}: {d['data_keys_destroyed']} data keys "
+                f"destroyed, {d['api_keys_revoked']} API keys revoked."
+            ),
+        )

@@ -6,7 +6,18 @@ import os
 
 import typer
 
-from vigil.cli import apps, audit, dealers, keys, oauth_clients, partners, serve, users, webhooks
+from vigil.cli import (
+    apps,
+    audit,
+    dealers,
+    keys,
+    kms,
+    oauth_clients,
+    partners,
+    serve,
+    users,
+    webhooks,
+)
 
 cli = typer.Typer(
     name="vigil",
@@ -26,6 +37,7 @@ cli.add_typer(oauth_clients.app, name="oauth-clients")
 cli.add_typer(partners.app, name="partners")
 cli.add_typer(webhooks.app, name="webhooks")
 cli.command("worker")(webhooks.worker)
+cli.add_typer(kms.app, name="kms")
 
 
 def main() -> None:

@@ -20,7 +20,15 @@ class CryptoError(VigilError):
 class DecryptionFailed(CryptoError):
     """Authentication failed: wrong key, wrong binding (tenant, record, field), tampering,
     truncation or reordering. Deliberately one type with one message, so the failure does not
-    tell an attacker which of these it was."""
+    tell an attacker which of these it was.
+
+    409, not 500: the request was fine and the server did not fail; the stored record did (it
+    was moved, edited or belongs elsewhere). A typed answer lets operators tell tampering from
+    bugs, and no request can make the server "crash" by pointing it at a bad row."""
+
+    status = 409
+    code = "integrity_check_failed"
+    title = "Stored data failed its integrity check"
 
     def __init__(self, detail: str = "Ciphertext failed authentication.") -> None:
         super().__init__(detail)

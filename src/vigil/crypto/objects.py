@@ -13,7 +13,7 @@ from vigil.crypto import streaming
 from vigil.crypto.binding import Binding
 from vigil.crypto.keyring import Keyring
 from vigil.crypto.keystore import Purpose
-from vigil.crypto.streaming import RangePlan
+from vigil.crypto.streaming import RangePlan, StreamSealer
 
 Chunks = Iterable[bytes | bytearray | memoryview]
 
@@ -29,6 +29,10 @@ class ObjectCipher:
     def encrypt(self, binding: Binding, chunks: Chunks) -> Iterator[bytes]:
         key = self._keyring.encryption_key(binding.tenant, Purpose.OBJECTS)
         return streaming.encrypt_stream(key, binding, chunks)
+
+    def sealer(self, binding: Binding) -> StreamSealer:
+        """Push-mode encryption for a writer fed chunk by chunk (the object store wrapper)."""
+        return StreamSealer(self._keyring.encryption_key(binding.tenant, Purpose.OBJECTS), binding)
 
     def decrypt(self, binding: Binding, chunks: Chunks) -> Iterator[bytes]:
         """Verified plaintext, segment by segment; an exception at any point means the object is

@@ -303,3 +303,46 @@ def decrypt_range(
             yield piece
     if index <= plan.last_segment or remaining:
         raise DecryptionFailed("Encrypted object range was truncated.")
+
+
+class StreamSealer:
+    """Push-mode `encrypt_stream`, for writers fed one chunk at a time (an HTTP upload): the
+    same bytes `encrypt_stream` produces. A full segment is held until more data (or `finish`)
+    shows whether it is the last, so memory is one segment plus one input chunk."""
+
+    __slots__ = ("_aead", "_index", "_pending", "_prefix", "header")
+
+    def __init__(self, key: DataKey, binding: Binding) -> None:
+        self._prefix = os.urandom(PREFIX_SIZE)
+        header = KEY_HEADER.pack(STREAM_FORMAT, key.keyset_id, key.version)
+        self.header = header + os.urandom(SALT_SIZE) + self._prefix
+        self._aead = _object_aead(key, binding, self.header)
+        self._index = 0
+        self._pending = bytearray()
+
+    def update(self, chunk: bytes | bytearray | memoryview) -> list[bytes]:
+        """Sealed segments that `chunk` completes (often none)."""
+        self._pending += chunk
+        out: list[bytes] = []
+        if len(self._pending) <= SEGMENT_SIZE:
+            return out
+        view, pos = memoryview(self._pending), 0
+        try:
+            while len(self._pending) - pos > SEGMENT_SIZE:
+                out.append(self._seal(view[pos : pos + SEGMENT_SIZE], last=False))
+                pos += SEGMENT_SIZE
+        finally:
+            view.release()
+        del self._pending[:pos]
+        return out
+
+    def finish(self) -> bytes:
+        """The final segment (sealed with the last flag; possibly empty)."""
+        return self._seal(bytes(self._pending), last=True)
+
+    def _seal(self, segment: bytes | memoryview, *, last: bool) -> bytes:
+        if self._index >= MAX_SEGMENTS:
+            raise ValueError("object too large for one stream (2^32 segments)")
+        sealed = self._aead.encrypt(_NONCE.pack(self._prefix, self._index, last), segment, None)
+        self._index += 1
+        return sealed

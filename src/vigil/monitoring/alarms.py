@@ -7,10 +7,15 @@ later, by the same methods here.
 
 Free-text notes live on the timeline only, never in audit details or event payloads: the audit
 log is immutable for years, and a note may name a person.
+
+Descriptions, notes and the timeline's free-form details are sealed (S6) with the tenant's
+records key, bound to the alarm or timeline entry and the field. They are sealed before the
+write transaction opens (a key-store call must not wait on the lock the request holds).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
@@ -26,6 +31,8 @@ from vigil.core.errors import InvalidInput, NotFound, PreconditionFailed
 from vigil.core.ids import new_id
 from vigil.core.pagination import Page, decode_cursor, page_of
 from vigil.core.times import to_utc
+from vigil.crypto.binding import BindingScope
+from vigil.crypto.fields import FieldCipher
 from vigil.events.outbox import emit
 from vigil.events.types import EventType
 from vigil.monitoring.alarm_models import (
@@ -162,15 +169,52 @@ def _locked(conn: Connection, scope: TenantScope, alarm_id: str) -> RowMapping:
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class _Sealed:
+    """A timeline entry's id with its note and free-form details, already sealed."""
+
+    id: str
+    note: bytes | bytearray | None
+    details: bytes | bytearray | None
+
+
 class AlarmService:
-    def __init__(self, db: Database, audit: AuditLog, clock: Clock) -> None:
-        self._db, self._audit, self._clock = db, audit, clock
+    def __init__(self, db: Database, audit: AuditLog, clock: Clock, cipher: FieldCipher) -> None:
+        self._db, self._audit, self._clock, self._cipher = db, audit, clock, cipher
+
+    @staticmethod
+    def _bindings(scope: TenantScope, record_type: str) -> BindingScope:
+        t = scope.tenant
+        return BindingScope(t.dealer_id, t.environment.value, record_type)
+
+    def _alarm(self, scope: TenantScope, m: RowMapping) -> Alarm:
+        alarm = Alarm.from_row(m)
+        sealed = m["description_sealed"]
+        if sealed is None:
+            return alarm  # written before encryption, or no description
+        binding = self._bindings(scope, "alarm").bind(m["id"], "description")
+        return replace(alarm, description=self._cipher.open(binding, sealed).decode("utf-8"))
+
+    def _seal_entry(self, scope: TenantScope, note: str | None, details: dict[str, Any]) -> _Sealed:
+        entry_id = new_id("atl")
+        bind = self._bindings(scope, "alarm_timeline").bind
+        seal = self._cipher.seal
+        return _Sealed(
+            entry_id,
+            None if note is None else seal(bind(entry_id, "note"), note.encode("utf-8")),
+            seal(bind(entry_id, "details"), json.dumps(details).encode()) if details else None,
+        )
 
     def create(self, actor: Actor, new: NewAlarm) -> Alarm:
         scope = scope_of(actor)
         new = _check(new)
         now = self._clock.now()
         alarm_id = new_id("alarm")
+        description = None
+        if new.description is not None:
+            binding = self._bindings(scope, "alarm").bind(alarm_id, "description")
+            description = self._cipher.seal(binding, new.description.encode("utf-8"))
+        entry = self._seal_entry(scope, None, {})
         with self._db.transaction() as conn:
             scope.one(conn, sites, new.site_id, "site")
             self._check_device(conn, scope, new)
@@ -185,7 +229,8 @@ class AlarmService:
                     type=new.type.value,
                     priority=new.priority or DEFAULT_PRIORITY[new.type],
                     status=AlarmStatus.NEW.value,
-                    description=new.description,
+                    description=None,
+                    description_sealed=description,
                     snapshot_ids=list(new.snapshot_ids),
                     verification_requested=int(new.verification_requested),
                     resolution_code=None,
@@ -195,9 +240,10 @@ class AlarmService:
                     updated_at=now,
                 )
             )
-            alarm = Alarm.from_row(scope.one(conn, alarms, alarm_id, "alarm"))
+            row = scope.one(conn, alarms, alarm_id, "alarm")
+            alarm = replace(Alarm.from_row(row), description=new.description)
             details = {"to": alarm.status.value}
-            self._timeline(conn, scope, actor, alarm_id, "created", None, details, now)
+            self._timeline(conn, scope, actor, alarm_id, "created", entry, details, now)
             data = alarm.event_data() | {"description": alarm.description}
             self._emit(conn, scope, EventType.ALARM_CREATED, alarm_id, data, now)
             if new.verification_requested:
@@ -218,7 +264,8 @@ class AlarmService:
     def get(self, actor: Actor, alarm_id: str) -> Alarm:
         scope = scope_of(actor)
         with self._db.read() as conn:
-            return Alarm.from_row(scope.one(conn, alarms, alarm_id, "alarm"))
+            row = scope.one(conn, alarms, alarm_id, "alarm")
+        return self._alarm(scope, row)
 
     def list(
         self, actor: Actor, flt: AlarmFilter, *, limit: int = 50, cursor: str | None = None
@@ -228,10 +275,11 @@ class AlarmService:
             since=flt.since and to_utc(flt.since, "since"),
             until=flt.until and to_utc(flt.until, "until"),
         )
-        query = list_query(scope_of(actor), flt, limit, cursor)
+        scope = scope_of(actor)
+        query = list_query(scope, flt, limit, cursor)
         with self._db.read() as conn:
-            rows = [(int(m["seq"]), Alarm.from_row(m)) for m in conn.execute(query).mappings()]
-        return page_of(rows, limit)
+            found = list(conn.execute(query).mappings())
+        return page_of([(int(m["seq"]), self._alarm(scope, m)) for m in found], limit)
 
     def timeline(
         self, actor: Actor, alarm_id: str, *, limit: int = 50, cursor: str | None = None
@@ -249,23 +297,28 @@ class AlarmService:
             query = query.where(c.seq > decode_cursor(cursor))
         with self._db.read() as conn:
             scope.one(conn, alarms, alarm_id, "alarm")
-            rows = [
-                (
-                    int(m["seq"]),
-                    TimelineEntry(
-                        m["id"],
-                        m["alarm_id"],
-                        m["action"],
-                        m["actor_type"],
-                        m["actor_id"],
-                        m["note"],
-                        dict(m["details"]),
-                        m["occurred_at"],
-                    ),
-                )
-                for m in conn.execute(query).mappings()
-            ]
-        return page_of(rows, limit)
+            found = list(conn.execute(query).mappings())
+        bind = self._bindings(scope, "alarm_timeline").bind
+        open_ = self._cipher.open
+
+        def entry(m: RowMapping) -> TimelineEntry:
+            note, details = m["note"], dict(m["details"])
+            if m["note_sealed"] is not None:
+                note = open_(bind(m["id"], "note"), m["note_sealed"]).decode("utf-8")
+            if m["details_sealed"] is not None:
+                details |= json.loads(open_(bind(m["id"], "details"), m["details_sealed"]))
+            return TimelineEntry(
+                m["id"],
+                m["alarm_id"],
+                m["action"],
+                m["actor_type"],
+                m["actor_id"],
+                note,
+                details,
+                m["occurred_at"],
+            )
+
+        return page_of([(int(m["seq"]), entry(m)) for m in found], limit)
 
     def acknowledge(
         self, actor: Actor, alarm_id: str, *, note: str | None = None, if_match: int | None = None
@@ -314,6 +367,7 @@ class AlarmService:
         scope = scope_of(actor)
         _bounded(step.note, MAX_NOTE, "note")
         now = self._clock.now()
+        entry = self._seal_entry(scope, step.note, step.details)
         with self._db.transaction() as conn:
             row = _locked(conn, scope, alarm_id)
             _precondition(row, if_match)
@@ -321,9 +375,9 @@ class AlarmService:
             after = next_status(before, step.action)
             values = step.changes | {"status": after.value, "updated_at": now}
             update_versioned(conn, scope, alarms, row, if_match, values)
-            alarm = Alarm.from_row(scope.one(conn, alarms, alarm_id, "alarm"))
-            moved = {"from": before.value, "to": after.value} | step.details
-            self._timeline(conn, scope, actor, alarm_id, DONE[step.action], step.note, moved, now)
+            alarm = self._alarm(scope, scope.one(conn, alarms, alarm_id, "alarm"))
+            moved = {"from": before.value, "to": after.value}  # step.details: sealed in entry
+            self._timeline(conn, scope, actor, alarm_id, DONE[step.action], entry, moved, now)
             event = _EVENTS.get(step.action)
             if event is not None:
                 data = alarm.event_data() | {
@@ -385,20 +439,22 @@ class AlarmService:
         actor: Actor,
         alarm_id: str,
         action: str,
-        note: str | None,
+        entry: _Sealed,
         details: dict[str, Any],
         now: datetime,
     ) -> None:
         conn.execute(
             insert(alarm_timeline).values(
-                id=new_id("atl"),
+                id=entry.id,
                 **scope.values(),
                 alarm_id=alarm_id,
                 action=action,
                 actor_type=actor.type.value,
                 actor_id=actor.id,
-                note=note,
+                note=None,
                 details=details,
+                note_sealed=entry.note,
+                details_sealed=entry.details,
                 occurred_at=now,
             )
         )

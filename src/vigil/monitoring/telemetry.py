@@ -6,22 +6,26 @@ day), so it is shaped for throughput: the batch is validated once, in pydantic's
 transaction with the heartbeat update and one audit record for the whole call. There is no
 per-reading object beyond the validated model and one parameter tuple.
 
-Downsampling groups by integer division of whole epoch seconds, computed by the database
-(`storage/epoch.py`): the same SQL shape on SQLite and PostgreSQL, only the epoch expression
-differs, and the database returns one row per bucket rather than every reading. Buckets are
-aligned to the Unix epoch, so an hour bucket starts on the hour (UTC).
+Values are sealed (S6): each reading's value is an envelope bound to its tenant, device, metric
+and timestamp (`value_sealed`), sealed for the whole batch with one key lookup before the
+write transaction opens. The database cannot aggregate what it cannot read, so downsampling
+streams the range's readings and aggregates them here, in memory bounded by the bucket count
+and in work bounded by `MAX_AGGREGATED` readings per query. Buckets are aligned to the Unix
+epoch, so an hour bucket starts on the hour (UTC). Rows from before encryption (plaintext
+`value`) are read as they are.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, with_config
-from sqlalchemy import Connection, Integer, Select, and_, func, literal_column, or_
+from sqlalchemy import Connection, Select, and_, or_
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from vigil.audit.actions import AuditAction
@@ -30,11 +34,12 @@ from vigil.auth.actor import Actor
 from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput
 from vigil.core.pagination import Page
+from vigil.crypto.binding import BindingScope
+from vigil.crypto.fields import FieldCipher
 from vigil.monitoring.devices import DeviceStatus
 from vigil.monitoring.presence import record_heartbeat
 from vigil.monitoring.scoping import TenantScope, scope_of
 from vigil.storage.db import Database
-from vigil.storage.epoch import epoch_seconds
 from vigil.storage.tables import devices, telemetry
 
 MAX_READINGS = 1000
@@ -51,6 +56,20 @@ MAX_BUCKET_SECONDS = 86_400
 # Bounds the work and the response of one downsampled query: a day of minutes, a year of days...
 MAX_BUCKETS = 1440
 MAX_PAGE = 1000
+# Readings one downsampled query may decrypt and aggregate (~0.5 s of CPU): beyond it the caller
+# narrows the range. Memory does not depend on it (rows stream; state is one entry per bucket).
+MAX_AGGREGATED = 200_000
+RECORD_TYPE = "telemetry"
+_DOUBLE = struct.Struct(">d")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def reading_id(device_id: str, metric: str, at: datetime) -> str:
+    """What a sealed value is bound to besides its tenant: copied to another device, metric or
+    time it no longer opens."""
+    return f"{device_id}/{metric}/{(at - _EPOCH) // _MICRO}"
+
 
 Metric = Annotated[
     str,
@@ -108,11 +127,29 @@ class Bucket:
     avg: float
 
 
-_COLUMNS = ("dealer_id", "environment", "device_id", "metric", "value", "recorded_at")
+_COLUMNS = ("dealer_id", "environment", "device_id", "metric", "value_sealed", "recorded_at")
+
+
+def _seal(
+    cipher: FieldCipher, tenant: dict[str, str], device_id: str, rows: Sequence[Reading]
+) -> list[bytes | bytearray]:
+    scope = BindingScope(tenant["dealer_id"], tenant["environment"], RECORD_TYPE)
+    bind, pack = scope.bind, _DOUBLE.pack
+    return cipher.seal_many(
+        scope.tenant,
+        [
+            (bind(reading_id(device_id, r["metric"], r["timestamp"]), "value"), pack(r["value"]))
+            for r in rows
+        ],
+    )
 
 
 def _insert(
-    conn: Connection, tenant: dict[str, str], device_id: str, rows: Sequence[Reading]
+    conn: Connection,
+    tenant: dict[str, str],
+    device_id: str,
+    rows: Sequence[Reading],
+    sealed: Sequence[bytes | bytearray],
 ) -> None:
     """One `executemany` through the driver: SQLAlchemy's per-row bind processing would cost
     more than the insert itself. SQLite stores `UtcDateTime` as UTC text in exactly the format
@@ -126,14 +163,17 @@ def _insert(
                 env,
                 device_id,
                 r["metric"],
-                r["value"],
+                v,
                 r["timestamp"].astimezone(UTC).isoformat(" ", "microseconds")[:26],
             )
-            for r in rows
+            for r, v in zip(rows, sealed, strict=True)
         ]
     else:
         marker = "%s"
-        params = [(dealer, env, device_id, r["metric"], r["value"], r["timestamp"]) for r in rows]
+        params = [
+            (dealer, env, device_id, r["metric"], v, r["timestamp"])
+            for r, v in zip(rows, sealed, strict=True)
+        ]
     sql = (
         f"INSERT INTO telemetry ({', '.join(_COLUMNS)}) "  # noqa: S608 - fixed names
         f"VALUES ({', '.join([marker] * len(_COLUMNS))})"
@@ -182,9 +222,12 @@ def _decode(cursor: str) -> tuple[datetime, int]:
         raise InvalidInput("The cursor is not one this API returned.") from None
 
 
+_Opener = Callable[[str, float | None, bytes | None, datetime], float]
+
+
 class TelemetryService:
-    def __init__(self, db: Database, audit: AuditLog, clock: Clock) -> None:
-        self._db, self._audit, self._clock = db, audit, clock
+    def __init__(self, db: Database, audit: AuditLog, clock: Clock, cipher: FieldCipher) -> None:
+        self._db, self._audit, self._clock, self._cipher = db, audit, clock, cipher
 
     def ingest(self, actor: Actor, device_id: str, readings: Sequence[Reading]) -> Ingested:
         """Store a batch; all of it or none. Heartbeats mark the device seen (and online)."""
@@ -201,9 +244,12 @@ class TelemetryService:
         heartbeat = max(
             (r["timestamp"] for r in readings if r["metric"] == HEARTBEAT), default=None
         )
+        # Sealed before the transaction: a key-store call (first use, budget top-up) must not
+        # wait on the write lock this request would be holding.
+        sealed = _seal(self._cipher, scope.values(), device_id, readings)
         with self._db.transaction() as conn:
             device = scope.one(conn, devices, device_id, "device")
-            _insert(conn, scope.values(), device_id, readings)
+            _insert(conn, scope.values(), device_id, readings, sealed)
             status, last_seen = DeviceStatus(device["status"]), device["last_seen_at"]
             if heartbeat is not None:
                 if record_heartbeat(conn, self._audit, actor, scope.tenant, device, heartbeat, now):
@@ -250,10 +296,11 @@ class TelemetryService:
         with self._db.read() as conn:
             scope.one(conn, devices, device_id, "device")
             rows = conn.execute(query).all()
-        items = [StoredReading(m, v, t) for m, v, t, _ in rows[:limit]]
+        opener = self._opener(scope, device_id)
+        items = [StoredReading(m, opener(m, v, s, t), t) for m, v, s, t, _ in rows[:limit]]
         more = len(rows) > limit
         last = rows[limit - 1] if more else None
-        return Page(items, _encode(last[2], last[3]) if last is not None else None)
+        return Page(items, _encode(last[3], last[4]) if last is not None else None)
 
     def buckets(
         self,
@@ -282,37 +329,58 @@ class TelemetryService:
                 f"At most {MAX_BUCKETS} buckets per query: widen the bucket or narrow the range."
             )
         c = telemetry.c
-        # The width is a validated int rendered inline: a bound parameter would differ between
-        # the SELECT and GROUP BY expressions and PostgreSQL would refuse the grouping.
-        width = literal_column(str(int(bucket_seconds)), Integer)
-        number = (epoch_seconds(c.recorded_at) // width).label("bucket")
         query = (
-            scope.select(
-                telemetry,
-                number,
-                func.count(),
-                func.min(c.value),
-                func.max(c.value),
-                func.avg(c.value),
-            )
+            scope.select(telemetry, c.metric, c.value, c.value_sealed, c.recorded_at)
             .where(c.device_id == device_id, c.metric == metric)
             .where(c.recorded_at >= since, c.recorded_at < until)
-            .group_by(number)
-            .order_by(number)
+            .order_by(c.recorded_at)
         )
+        opener = self._opener(scope, device_id)
+        totals: dict[int, list[float]] = {}  # bucket -> [count, min, max, sum]
         with self._db.read() as conn:
             scope.one(conn, devices, device_id, "device")
-            rows = conn.execute(query).all()
+            result = conn.execution_options(yield_per=2000).execute(query)
+            for n, (name, plain, sealed, at) in enumerate(result, 1):
+                if n > MAX_AGGREGATED:
+                    raise InvalidInput(
+                        f"More than {MAX_AGGREGATED} readings in the range: narrow it."
+                    )
+                value = opener(name, plain, sealed, at)
+                number = int((at - _EPOCH).total_seconds()) // bucket_seconds
+                total = totals.get(number)
+                if total is None:
+                    totals[number] = [1, value, value, value]
+                else:
+                    total[0] += 1
+                    total[1] = min(total[1], value)
+                    total[2] = max(total[2], value)
+                    total[3] += value
         return [
             Bucket(
-                start=datetime.fromtimestamp(int(n) * bucket_seconds, UTC),
+                start=datetime.fromtimestamp(number * bucket_seconds, UTC),
                 count=int(count),
-                min=float(low),
-                max=float(high),
-                avg=float(mean),
+                min=low,
+                max=high,
+                avg=total / count,
             )
-            for n, count, low, high, mean in rows
+            for number, (count, low, high, total) in sorted(totals.items())
         ]
+
+    def _opener(self, scope: TenantScope, device_id: str) -> _Opener:
+        """Reads one stored value: sealed (checked against its binding) or, for rows from
+        before encryption, the plaintext column."""
+        tenant = scope.tenant
+        bindings = BindingScope(tenant.dealer_id, tenant.environment.value, RECORD_TYPE)
+        open_, unpack = self._cipher.open, _DOUBLE.unpack
+
+        def read(metric: str, plain: float | None, sealed: bytes | None, at: datetime) -> float:
+            if sealed is None:
+                return float(plain or 0.0)
+            binding = bindings.bind(reading_id(device_id, metric, at), "value")
+            value: float = unpack(open_(binding, sealed))[0]
+            return value
+
+        return read
 
     def _series(
         self,
@@ -324,7 +392,7 @@ class TelemetryService:
     ) -> Select[Any]:
         since, until = _range(since, until, self._clock.now())
         c = telemetry.c
-        query = scope.select(telemetry, c.metric, c.value, c.recorded_at).where(
+        query = scope.select(telemetry, c.metric, c.value, c.value_sealed, c.recorded_at).where(
             c.device_id == device_id
         )
         if metric is not None:

@@ -70,12 +70,18 @@ def _sqlite_begin(conn: Connection) -> None:
 class Database:
     """One engine per process. `creator` is the hook a later layer uses for SQLCipher keys."""
 
-    def __init__(self, url: str, *, creator: ConnectionFactory | None = None) -> None:
+    def __init__(
+        self, url: str, *, creator: ConnectionFactory | None = None, module: Any = None
+    ) -> None:
+        """`module`: the DB-API module `creator`'s connections come from (sqlcipher3), so that
+        SQLAlchemy recognises its exceptions (an IntegrityError must stay a 409, not a 500)."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"future": True}
         if creator is not None:
             kwargs["creator"] = creator
+        if module is not None:
+            kwargs["module"] = module
         if self.is_sqlite:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from vigil.storage.types import UtcDateTime
@@ -34,6 +36,10 @@ dealers = Table(
     Column("plan", String(20), nullable=False),
     Column("audit_retention_days", Integer, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # Enterprise dealers: the KMS key-encryption key of their own (S8); NULL = platform KEK.
+    Column("kms_key_ref", String(200), nullable=True),
+    # Set by `vigil dealers delete`: its keys are destroyed and no new ones may be made.
+    Column("deleted_at", UtcDateTime, nullable=True),
 )
 
 apps = Table(
@@ -241,7 +247,9 @@ telemetry = Table(
     *_tenant(),
     Column("device_id", String(40), ForeignKey("devices.id"), nullable=False),
     Column("metric", String(64), nullable=False),
-    Column("value", Float, nullable=False),
+    # Rows written since 0004 keep `value` NULL and the reading in `value_sealed` (S6).
+    Column("value", Float, nullable=True),
+    Column("value_sealed", LargeBinary, nullable=True),
     Column("recorded_at", UtcDateTime, nullable=False),
     Index("ix_telemetry_series", "device_id", "metric", "recorded_at"),
 )
@@ -259,6 +267,7 @@ alarms = Table(
     Column("priority", Integer, nullable=False),
     Column("status", String(20), nullable=False),
     Column("description", String(2000), nullable=True),
+    Column("description_sealed", LargeBinary, nullable=True),
     Column("snapshot_ids", JSON, nullable=False),
     Column("verification_requested", Integer, nullable=False),
     Column("resolution_code", String(40), nullable=True),
@@ -283,6 +292,9 @@ alarm_timeline = Table(
     Column("actor_id", String(200), nullable=False),
     Column("note", Text, nullable=True),
     Column("details", JSON, nullable=False),
+    # Since 0004 the note and details live sealed here; `note` is NULL and `details` is {}.
+    Column("note_sealed", LargeBinary, nullable=True),
+    Column("details_sealed", LargeBinary, nullable=True),
     Column("occurred_at", UtcDateTime, nullable=False),
     Index("ix_alarm_timeline_alarm", "alarm_id", "seq"),
 )
@@ -579,4 +591,22 @@ webhook_attempts = Table(
     Column("attempted_at", UtcDateTime, nullable=False),
     Index("ix_webhook_attempts_endpoint", "endpoint_id", "seq"),
     Index("ix_webhook_attempts_message", "message_id", "seq"),
+)
+
+# --- Encryption at rest (issue 5). Wrapped data keys, one row per generation of a dealer's
+# keyset for one purpose (crypto/keystore.py). The wrapped bytes are useless without the KMS;
+# deleting a dealer's rows here is crypto-shredding (S8).
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("keyset_id", LargeBinary(16), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("purpose", String(20), nullable=False),
+    Column("kms_key_ref", String(300), nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("messages_reserved", BigInteger, nullable=False, server_default="0"),
+    Column("retired", Boolean, nullable=False, server_default=false()),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("dealer_id", "purpose", "version", name="uq_data_keys_generation"),
 )

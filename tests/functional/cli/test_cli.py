@@ -89,9 +89,9 @@ def test_audit_verify_passes_and_is_itself_audited(server: VigilServer) -> None:
     assert all(c["ok"] for c in chains)
     again = server.run_cli("audit", "verify", "--json")
     assert any(c["records"] > 0 for c in json.loads(again.stdout))
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(server.env.get("VIGIL_DATABASE_OWNER_URL") or server.database_url)
+    engine = server.owner_engine()
     with engine.connect() as conn:
         n = conn.execute(
             text("SELECT count(*) FROM audit_events WHERE action = 'audit.verified'")
@@ -112,9 +112,9 @@ def test_audit_verify_passes_and_is_itself_audited(server: VigilServer) -> None:
 def test_reading_the_platform_is_an_audited_operator_action(
     server: VigilServer, args: list[str], action: str
 ) -> None:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(server.env.get("VIGIL_DATABASE_OWNER_URL") or server.database_url)
+    engine = server.owner_engine()
     query = text("SELECT actor_type, actor_id FROM audit_events WHERE action = :a ORDER BY seq")
     with engine.connect() as conn:
         before = conn.execute(query, {"a": action}).all()

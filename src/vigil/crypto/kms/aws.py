@@ -54,6 +54,15 @@ class AwsKms:
         if not meta.get("Enabled") or meta.get("KeySpec") not in (None, "SYMMETRIC_DEFAULT"):
             raise KmsError("VIGIL_KMS_AWS_KEY_ID must be an enabled symmetric KMS key.")
 
+    def destroy_tenant_key(self, key_ref: str) -> None:
+        key_id = self._call("DescribeKey", KeyId=key_ref)["KeyMetadata"]["KeyId"]
+        platform = self._call("DescribeKey", KeyId=self.platform_key_ref)["KeyMetadata"]["KeyId"]
+        if key_id == platform:
+            raise KmsError("Only a dealer's own key can be destroyed.")
+        # Disabled at once (nothing unwraps from now on), deleted after AWS's shortest window.
+        self._call("DisableKey", KeyId=key_id)
+        self._call("ScheduleKeyDeletion", KeyId=key_id, PendingWindowInDays=7)
+
     def create_tenant_key(self, dealer_id: str) -> str:
         alias = f"alias/vigil-dealer-{check_dealer_id(dealer_id)}"
         try:

@@ -67,6 +67,15 @@ class LocalKms:
         self._ensure(name)
         return name
 
+    def destroy_tenant_key(self, key_ref: str) -> None:
+        if key_ref == PLATFORM_KEY or not key_ref.startswith("dealer-"):
+            raise KmsError("Only a dealer's own key can be destroyed.")
+        with self._file.locked():
+            master = self._file.load()
+            if master.keys.pop(key_ref, None) is not None:
+                self._file.save(master)
+            self._install(master)
+
     def rotate(self, key_ref: str) -> None:
         with self._file.locked():
             master = self._file.load()

@@ -67,6 +67,12 @@ class Kms(Protocol):
         """A dedicated KEK for an enterprise dealer; idempotent (same dealer, same ref)."""
         ...
 
+    def destroy_tenant_key(self, key_ref: str) -> None:
+        """Destroy an enterprise dealer's KEK (crypto-shredding that reaches every backup of the
+        database: the wraps in it no longer unwrap). Never the platform key. Irreversible
+        (AWS: scheduled for deletion after the shortest window, 7 days, and disabled now)."""
+        ...
+
     def generate_data_key(self, key_ref: str, context: EncryptionContext) -> GeneratedDataKey: ...
 
     def decrypt_data_key(

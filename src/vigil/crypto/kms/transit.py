@@ -94,6 +94,13 @@ class TransitKms:
         self._create(name)
         return name
 
+    def destroy_tenant_key(self, key_ref: str) -> None:
+        if not key_ref.startswith("vigil-dealer-"):
+            raise KmsError("Only a dealer's own key can be destroyed.")
+        # Transit refuses to delete a key until its config allows it: two steps, on purpose.
+        self._post(f"keys/{quote(key_ref)}/config", {"deletion_allowed": True})
+        self._handle(lambda: self._client.delete(f"keys/{quote(key_ref)}"))
+
     def rotate(self, key_ref: str) -> None:
         self._post(f"keys/{quote(key_ref)}/rotate", {})
 

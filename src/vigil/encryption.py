@@ -1,0 +1,103 @@
+"""Encryption at rest, composed from settings: the KMS, the keyring and the ciphers (S6-S8).
+
+Built once per process by `Services.build`. `database()` opens the relational store: SQLite
+through SQLCipher keyed from the KMS, PostgreSQL as it is (field encryption protects its
+sensitive columns; see docs/security-model.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from vigil.config import Settings
+from vigil.crypto.errors import KeyUnavailable
+from vigil.crypto.fields import FieldCipher
+from vigil.crypto.keyring import Keyring
+from vigil.crypto.keystore import Purpose
+from vigil.crypto.kms import Kms, build_kms
+from vigil.crypto.objects import ObjectCipher
+from vigil.storage import sqlcipher
+from vigil.storage.data_keys import SqlWrappedKeyStore
+from vigil.storage.db import Database
+from vigil.storage.objects.encrypted import EncryptedObjectStore
+from vigil.storage.objects.local import LocalObjectStore
+from vigil.storage.objects.port import ObjectStore
+from vigil.storage.tables import dealers
+
+
+def database(settings: Settings, kms: Kms) -> Database:
+    url = settings.resolved_database_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return Database(url)
+    path = Path(str(parsed.database))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = sqlcipher.database_key(kms, settings.keys_dir)
+    return Database(url, creator=sqlcipher.creator(path, key), module=sqlcipher.dbapi())
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """What services seal with: `records` for tenant fields, `secrets` for credentials (webhook,
+    OAuth client and TOTP secrets), `objects` for snapshot and clip content."""
+
+    kms: Kms
+    store: SqlWrappedKeyStore
+    keyring: Keyring
+    records: FieldCipher
+    secrets: FieldCipher
+    objects: ObjectCipher
+
+    @classmethod
+    def build(cls, settings: Settings, kms: Kms, db: Database) -> Encryption:
+        store = SqlWrappedKeyStore(db)
+
+        def kek_for(dealer_id: str) -> str:
+            """Enterprise dealers' own KEK (`vigil kms provision`), else the platform's."""
+            query = select(dealers.c.kms_key_ref, dealers.c.deleted_at)
+            with db.read() as conn:
+                row = conn.execute(query.where(dealers.c.id == dealer_id)).first()
+            if row is not None and row.deleted_at is not None:
+                # Crypto-shredded: a new key would quietly start a second life for the tenant.
+                raise KeyUnavailable("This dealer was deleted; its keys are destroyed.")
+            return (row.kms_key_ref if row is not None else None) or kms.platform_key_ref
+
+        keyring = Keyring.from_settings(settings, kms, store, kek_for=kek_for)
+        return cls(
+            kms=kms,
+            store=store,
+            keyring=keyring,
+            records=FieldCipher(keyring, Purpose.RECORDS),
+            secrets=FieldCipher(keyring, Purpose.SECRETS),
+            objects=ObjectCipher(keyring),
+        )
+
+
+def start_kms(settings: Settings) -> Kms:
+    """The configured KMS with its platform key in place (created by the local provider)."""
+    kms = build_kms(settings)
+    kms.ensure_platform_key()
+    return kms
+
+
+def object_store(settings: Settings, encryption: Encryption) -> EncryptedObjectStore:
+    """The configured object store, wrapped so content is encrypted before it leaves (S6)."""
+    inner: ObjectStore
+    if settings.object_store == "s3":
+        from vigil.storage.objects.s3 import S3ObjectStore
+
+        secret = settings.s3_secret_access_key
+        inner = S3ObjectStore.connect(
+            settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret is not None else None,
+        )
+    else:
+        inner = LocalObjectStore(settings.objects_dir)
+    return EncryptedObjectStore(inner, encryption.objects)

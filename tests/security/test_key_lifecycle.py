@@ -1,0 +1,219 @@
+"""S7-S8 operations end to end: enterprise KEKs, rotation and rewrap under live traffic, and
+crypto-shredding with `vigil dealers delete`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from tests.conftest import DATABASE, DatabaseFactory
+from tests.support.encrypted_world import ALL_INTACT, Tenant, populate, read_back
+from tests.support.factories import credential, dealer
+from tests.support.server import VigilServer
+
+from vigil.config import Settings
+from vigil.crypto.binding import Binding
+from vigil.crypto.errors import KeyUnavailable, KmsError
+from vigil.crypto.keyring import wrap_context
+from vigil.crypto.keystore import Purpose
+from vigil.services import Services
+from vigil.storage.tables import alarms, audit_events, data_keys
+from vigil.tenancy.models import Plan
+
+
+@pytest.fixture(scope="module")
+def world(
+    tmp_path_factory: pytest.TempPathFactory, new_database: DatabaseFactory
+) -> Iterator[tuple[VigilServer, Services]]:
+    srv = new_database.server(tmp_path_factory.mktemp("keys"))
+    srv.start()
+    svc = srv.services()
+    try:
+        yield srv, svc
+    finally:
+        svc.close()
+        srv.stop()
+
+
+def _cli(srv: VigilServer, *args: str) -> dict[str, object]:
+    out = srv.run_cli(*args, "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_an_enterprise_dealer_gets_its_own_kms_key(world: tuple[VigilServer, Services]) -> None:
+    srv, svc = world
+    owner = dealer(svc, Plan.ENTERPRISE)
+    cred = credential(svc, owner=owner)
+    tenant = populate(srv, svc)  # a standard dealer alongside
+    before = _refs(svc, owner.id)
+    provisioned = _cli(srv, "kms", "provision", "--dealer", owner.id)
+    again = _cli(srv, "kms", "provision", "--dealer", owner.id)
+    with srv.client(cred.token) as client:
+        site = client.post("/v1/sites", json={"name": "HQ"}).json()["id"]
+        made = client.post("/v1/alarms", json={
+            "site_id": site, "type": "fire", "occurred_at": datetime.now(UTC).isoformat(),
+            "description": "sealed under the dealer's own KEK",
+        })  # fmt: skip
+        read = client.get(f"/v1/alarms/{made.json()['id']}")
+    standard = srv.run_cli("kms", "provision", "--dealer", tenant.dealer_id, check=False)
+    assert provisioned["kms_key_ref"] == again["kms_key_ref"] == f"dealer-{owner.id}"
+    assert before == set()
+    assert _refs(svc, owner.id) == {f"dealer-{owner.id}"}
+    assert read.json()["description"] == "sealed under the dealer's own KEK"
+    assert standard.returncode != 0
+    assert "Only enterprise dealers" in standard.stderr
+    assert _refs(svc, tenant.dealer_id) == {"platform"}
+    # Deleting it destroys its KEK too: even the wraps in an older database backup are dead.
+    backup = list(svc.encryption.store.list_keys(owner.id))
+    deleted = _cli(srv, "dealers", "delete", owner.id, "--yes")
+    assert deleted["kms_key_destroyed"] == f"dealer-{owner.id}"
+    fresh = srv.services()
+    try:
+        for row in backup:
+            with pytest.raises(KmsError):
+                fresh.encryption.kms.decrypt_data_key(
+                    row.kms_key_ref,
+                    row.wrapped,
+                    wrap_context(row.dealer_id, row.purpose, row.keyset_id, row.version),
+                )
+    finally:
+        fresh.close()
+
+
+def _refs(svc: Services, dealer_id: str) -> set[str]:
+    with svc.db.read() as conn:
+        query = select(data_keys.c.kms_key_ref).where(data_keys.c.dealer_id == dealer_id)
+        return set(conn.execute(query).scalars())
+
+
+def test_rotation_and_rewrap_under_load_fail_no_request(
+    world: tuple[VigilServer, Services],
+) -> None:
+    srv, svc = world
+    tenants = [populate(srv, svc), populate(srv, svc)]
+    failures: list[str] = []
+    done = threading.Event()
+    counts = {"requests": 0}
+
+    def traffic(tenant: Tenant) -> None:
+        n = 0
+        with srv.client(tenant.cred.token) as client:
+            while not done.is_set() or n < 20:
+                n += 1
+                at = (datetime.now(UTC) - timedelta(seconds=n)).isoformat()
+                reading = {"metric": "load.n", "value": float(n), "timestamp": at}
+                responses = [
+                    client.post(
+                        f"/v1/devices/{tenant.device_id}/telemetry", json={"readings": [reading]}
+                    ),
+                    client.post(
+                        f"/v1/alarms/{tenant.alarm_id}/annotate", json={"note": f"note {n}"}
+                    ),
+                    client.get(f"/v1/alarms/{tenant.alarm_id}"),
+                    client.get(f"/v1/alarms/{tenant.alarm_id}/timeline", params={"limit": 5}),
+                    client.get(f"/v1/snapshots/{tenant.snapshot_id}/content"),
+                ]
+                counts["requests"] += len(responses)
+                failures.extend(
+                    f"{r.request.method} {r.request.url.path}: {r.status_code}"
+                    for r in responses
+                    if r.status_code >= 300
+                )
+
+    workers = [threading.Thread(target=traffic, args=(t,)) for t in tenants]
+    for w in workers:
+        w.start()
+    try:
+        rotated = _cli(srv, "kms", "rotate")
+        per_dealer = _cli(srv, "kms", "rotate", "--dealer", tenants[0].dealer_id)
+        rewrapped = _cli(srv, "kms", "rewrap")
+        again = _cli(srv, "kms", "rewrap", "--dealer", tenants[1].dealer_id)
+    finally:
+        done.set()
+        for w in workers:
+            w.join()
+    assert failures == []
+    assert counts["requests"] >= 200
+    assert rotated["rotated"] is per_dealer["rotated"] is True
+    assert int(rewrapped["rewrapped"]) >= 6  # records + objects for two dealers at least
+    assert int(again["rewrapped"]) >= 2
+    # A fresh process (no cached keys) reads everything, old generations included.
+    fresh = srv.services()
+    try:
+        assert fresh.encryption.keyring.kms_calls == 0
+    finally:
+        fresh.close()
+    srv.stop()
+    srv.start()
+    for tenant in tenants:
+        assert read_back(srv, tenant) == ALL_INTACT
+    versions = {
+        row.version
+        for row in svc.encryption.store.list_keys(tenants[0].dealer_id)
+        if row.purpose is Purpose.RECORDS
+    }
+    assert len(versions) >= 2  # the per-dealer rotation started a new generation
+
+
+def test_deleting_a_dealer_shreds_its_data_and_nobody_elses(
+    world: tuple[VigilServer, Services], tmp_path: Path
+) -> None:
+    srv, svc = world
+    doomed, kept = populate(srv, svc), populate(srv, svc)
+    refused = srv.run_cli("dealers", "delete", doomed.dealer_id, check=False)  # no confirmation
+    assert refused.returncode != 0
+    assert read_back(srv, doomed) == ALL_INTACT
+    deleted = _cli(srv, "dealers", "delete", doomed.dealer_id, "--yes")
+    assert int(deleted["data_keys_destroyed"]) >= 2
+    assert deleted["api_keys_revoked"] == 1
+
+    copy = _full_copy(srv, svc, tmp_path / "copy")
+    try:
+        with copy.db.read() as conn:
+            sealed = conn.execute(
+                select(alarms.c.description_sealed).where(alarms.c.id == doomed.alarm_id)
+            ).scalar_one()
+        binding = Binding(doomed.dealer_id, "sandbox", "alarm", doomed.alarm_id, "description")
+        with pytest.raises(KeyUnavailable):
+            copy.encryption.records.open(binding, sealed)
+        key = f"{doomed.dealer_id}/sandbox/{doomed.snapshot_id}"
+        with pytest.raises(KeyUnavailable):
+            list(copy.snapshots._store.read(key))
+        with pytest.raises(KeyUnavailable):  # and no fresh key springs up for it
+            copy.encryption.records.seal(binding, b"new life")
+    finally:
+        copy.close()
+    with srv.client(doomed.cred.token) as client:
+        assert client.get(f"/v1/alarms/{doomed.alarm_id}").status_code == 401
+    assert read_back(srv, kept) == ALL_INTACT
+    verify = srv.run_cli("audit", "verify")
+    assert verify.returncode == 0, verify.stderr + verify.stdout
+    with svc.db.read() as conn:
+        query = select(audit_events.c.target_id).where(audit_events.c.action == "dealer.deleted")
+        assert doomed.dealer_id in list(conn.execute(query).scalars())
+
+
+def _full_copy(srv: VigilServer, svc: Services, home: Path) -> Services:
+    """Services over a copy of VIGIL_HOME (database, keys, objects): what a thief with a full
+    backup has. On PostgreSQL the database itself is shared (a copy would hold the same rows)."""
+    shutil.copytree(srv.home, home, ignore=shutil.ignore_patterns("*.sock"))
+    url = srv.database_url
+    if DATABASE == "sqlite":
+        url = f"sqlite:///{home / 'vigil.db'}"
+    return Services.build(
+        Settings(
+            home=home,
+            database_url=url,
+            database_owner_url=srv.env.get("VIGIL_DATABASE_OWNER_URL") or None,
+        ),
+        migrate=False,
+    )
