@@ -23,6 +23,7 @@ from vigil.storage.db import Database
 from vigil.storage.idempotency import IdempotencyStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
+from vigil.tenancy.operators import OperatorAccounts
 from vigil.tenancy.partners import PartnerService
 from vigil.tenancy.users import UserService
 
@@ -44,6 +45,7 @@ class Services:
     oauth_clients: ClientService
     oauth: OAuthServer
     credentials: CredentialVerifier
+    operators: OperatorAccounts
 
     @classmethod
     def build(
@@ -88,6 +90,7 @@ class Services:
             credentials=CredentialVerifier(
                 key_verifier.verify, AccessTokenVerifier(db, clock).verify
             ),
+            operators=OperatorAccounts(db, audit, clock, users),
         )
 
     def close(self) -> None:
