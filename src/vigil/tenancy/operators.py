@@ -272,6 +272,7 @@ class OperatorAccounts:
                     AuditAction.USER_MFA_ENROLLED,
                     target_type="user",
                     target_id=account.user.id,
+                    dealer_id=account.user.dealer_id,
                 ),
             )
         return codes
@@ -317,12 +318,13 @@ class OperatorAccounts:
                     AuditAction.USER_ROLE_CHANGED,
                     target_type="user",
                     target_id=user_id,
+                    dealer_id=self._users.get(user_id).dealer_id,
                     details={"role": role.value},
                 ),
             )
 
     def reset_mfa(self, actor: Actor, user_id: str) -> None:
-        self._managed(actor, user_id)
+        target = self._managed(actor, user_id)
         now = self._clock.now()
         with self._db.transaction() as conn:
             conn.execute(
@@ -334,14 +336,18 @@ class OperatorAccounts:
             self._audit.write_in(
                 conn,
                 actor.record(
-                    now, AuditAction.USER_MFA_RESET, target_type="user", target_id=user_id
+                    now,
+                    AuditAction.USER_MFA_RESET,
+                    target_type="user",
+                    target_id=user_id,
+                    dealer_id=target.user.dealer_id,
                 ),
             )
 
     def reset_password(self, actor: Actor, user_id: str, password: str) -> None:
         if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
             raise InvalidInput(f"A password is {MIN_PASSWORD} to {MAX_PASSWORD} characters.")
-        self._managed(actor, user_id)
+        target = self._managed(actor, user_id)
         hashed = self._hasher.hash(password)
         now = self._clock.now()
         with self._db.transaction() as conn:
@@ -351,7 +357,11 @@ class OperatorAccounts:
             self._audit.write_in(
                 conn,
                 actor.record(
-                    now, AuditAction.USER_PASSWORD_RESET, target_type="user", target_id=user_id
+                    now,
+                    AuditAction.USER_PASSWORD_RESET,
+                    target_type="user",
+                    target_id=user_id,
+                    dealer_id=target.user.dealer_id,
                 ),
             )
 
