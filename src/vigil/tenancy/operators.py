@@ -120,8 +120,20 @@ class OperatorAccounts:
             row = self._row(conn, user_id)
         return Account(user, PortalRole(row["portal_role"]), row["totp_secret"] is not None)
 
-    def of_dealer(self, dealer_id: str) -> list[Account]:
-        return [self.account(u.id) for u in self._users.list(dealer_id) if u.role is Role.OPERATOR]
+    def team(self, actor: Actor) -> list[Account]:
+        """The actor's dealer's operators, for an owner or admin (others: 403)."""
+        self._ensure_manager(actor)
+        assert actor.tenant is not None
+        users_ = self._users.list(actor.tenant.dealer_id)
+        return [self.account(u.id) for u in users_ if u.role is Role.OPERATOR]
+
+    def _ensure_manager(self, actor: Actor) -> Account:
+        if actor.tenant is None:
+            raise PermissionDenied("Only an owner or admin may manage operators.")
+        me = self.account(actor.id)
+        if me.role not in MFA_REQUIRED:
+            raise PermissionDenied("Only an owner or admin may manage operators.")
+        return me
 
     # --- sign-in -------------------------------------------------------------------------
     def sign_in(self, actor: Actor, dealer_id: str, email: str, password: str) -> Account:
@@ -286,11 +298,9 @@ class OperatorAccounts:
             raise NotFound(f"No operator '{user_id}'.") from None
         if tenant is None or target.user.dealer_id != tenant.dealer_id:
             raise NotFound(f"No operator '{user_id}'.")
-        me = self.account(actor.id)
-        if me.role not in MFA_REQUIRED or (
-            target.role is PortalRole.OWNER and me.role is not PortalRole.OWNER
-        ):
-            raise PermissionDenied("Only an owner or admin may do this (owners only by owners).")
+        me = self._ensure_manager(actor)
+        if target.role is PortalRole.OWNER and me.role is not PortalRole.OWNER:
+            raise PermissionDenied("Only an owner may change another owner.")
         return target
 
     def set_role(self, actor: Actor, user_id: str, role: PortalRole) -> None:

@@ -235,3 +235,45 @@ def test_sign_out_everywhere_ends_every_session(server: VigilServer, services: S
         assert answer.status_code == 303
         assert two.get("/portal/").status_code == 303
         assert one.get("/portal/").status_code == 303
+
+
+def test_only_owners_and_admins_manage_users(
+    owner_client: httpx.Client, viewer_client: httpx.Client, world: World, services: Services
+) -> None:
+    assert "/portal/users" not in viewer_client.get("/portal/").text
+    assert viewer_client.get("/portal/users").status_code == 403
+    csrf = csrf_of(viewer_client.get("/portal/account").text)
+    refused = viewer_client.post(
+        f"/portal/users/{world.viewer.user_id}/role", data={"csrf": csrf, "role": "owner"}
+    )
+    assert refused.status_code == 403
+    assert services.operators.account(world.viewer.user_id).role is PortalRole.VIEWER
+
+    page = owner_client.get("/portal/users")
+    assert world.viewer.email in page.text
+    stranger = operator(services, factories.dealer(services).id, PortalRole.VIEWER)
+    foreign = owner_client.post(
+        f"/portal/users/{stranger.user_id}/reset-mfa", data={"csrf": csrf_of(page.text)}
+    )
+    assert foreign.status_code == 404
+
+
+def test_admin_resets_a_password_and_the_old_sessions_end(
+    server: VigilServer, services: Services
+) -> None:
+    dealer = factories.dealer(services)
+    admin = operator(services, dealer.id, PortalRole.ADMIN)
+    member = operator(services, dealer.id, PortalRole.OPERATOR)
+    with server.client() as a, server.client() as m:
+        sign_in(a, admin)
+        sign_in(m, member)
+        page = a.get("/portal/users")
+        answer = a.post(
+            f"/portal/users/{member.user_id}/reset-password",
+            data={"csrf": csrf_of(page.text), "password": "a brand new passphrase"},
+        )
+        assert answer.status_code == 200
+        assert m.get("/portal/").status_code == 303
+    with server.client() as m:
+        fresh = submit_sign_in(m, dealer.id, member.email, "a brand new passphrase")
+        assert fresh.status_code == 303
