@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
 from dataclasses import dataclass
 
 import httpx
@@ -48,7 +47,7 @@ def operator(
         account = services.operators.account(user.id)
         # Enrolled with the previous step's code, leaving the current one free for sign-in
         # (each step is accepted once).
-        earlier = pyotp.TOTP(secret).at(time.time() - 30)
+        earlier = pyotp.TOTP(secret).at(services.clock.now().timestamp() - 30)
         services.operators.enroll(OPERATOR, account, secret, earlier)
     return Operator(dealer_id, user.id, email, role, secret)
 
