@@ -277,3 +277,14 @@ def test_admin_resets_a_password_and_the_old_sessions_end(
     with server.client() as m:
         fresh = submit_sign_in(m, dealer.id, member.email, "a brand new passphrase")
         assert fresh.status_code == 303
+
+
+def test_plain_http_redirects_the_portal_and_refuses_a_session_cookie(
+    server: VigilServer,
+) -> None:
+    with httpx.Client(base_url=server.http_url) as plain:
+        answer = plain.get("/portal/apps")
+        assert answer.status_code == 308
+        assert answer.headers["location"] == f"https://localhost:{server.https_port}/portal/apps"
+        carrying = plain.get("/portal/", headers={"cookie": f"{COOKIE}=stolen"})
+        assert carrying.status_code == 403
