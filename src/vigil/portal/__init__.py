@@ -8,13 +8,23 @@ from fastapi import FastAPI
 
 from vigil.auth.oauth.csrf import CsrfTokens
 from vigil.portal.sessions import SessionStore
-from vigil.portal.views import account, apps, audit, auth, dashboard, sites, static, users
+from vigil.portal.views import (
+    account,
+    apps,
+    audit,
+    auth,
+    dashboard,
+    settings,
+    sites,
+    static,
+    users,
+)
 from vigil.services import Services
 
 
 def install(app: FastAPI, services: Services) -> None:
     app.state.portal_sessions = SessionStore(services.db, services.audit, services.clock)
     app.state.portal_csrf = CsrfTokens(services.db)
-    for module in (auth, dashboard, apps, audit, sites, users, account, static):
+    for module in (auth, dashboard, apps, audit, sites, users, settings, account, static):
         # Flat, like the API's routers, so the route-coverage test sees every portal route.
         app.router.routes.extend(module.router.routes)

@@ -158,6 +158,8 @@ def test_every_page_carries_the_security_headers(
         (owner_client, "/portal/audit/verify"),
         (owner_client, "/portal/sites"),
         (owner_client, "/portal/account"),
+        (owner_client, "/portal/settings"),
+        (owner_client, "/portal/users"),
         (owner_client, f"/portal/apps/{world.foreign_app_id}"),  # error pages too
     ]
     for c, path in pages:
