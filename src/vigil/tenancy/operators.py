@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -116,9 +117,16 @@ class OperatorAccounts:
         user = self._users.get(user_id)
         if user.role is not Role.OPERATOR:
             raise NotFound(f"No operator '{user_id}'.")
-        with self._db.transaction() as conn:
-            row = self._row(conn, user_id)
-        return Account(user, PortalRole(row["portal_role"]), row["totp_secret"] is not None)
+        query = select(operator_accounts).where(operator_accounts.c.user_id == user_id)
+        with self._db.read() as conn:  # every portal request reads this: no write lock
+            stored = conn.execute(query).mappings().first()
+        found: Mapping[str, Any]
+        if stored is None:
+            with self._db.transaction() as conn:
+                found = self._row(conn, user_id)
+        else:
+            found = dict(stored)
+        return Account(user, PortalRole(found["portal_role"]), found["totp_secret"] is not None)
 
     def team(self, actor: Actor) -> list[Account]:
         """The actor's dealer's operators, for an owner or admin (others: 403)."""
