@@ -6,6 +6,7 @@ audited operator action committed with the session change it describes.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -18,6 +19,7 @@ from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType, Environment
 from vigil.core.errors import InvalidInput
 from vigil.edge.authorization import public
+from vigil.edge.rate_limit import TokenBuckets
 from vigil.portal import signin_csrf
 from vigil.portal.access import (
     check_csrf,
@@ -66,6 +68,21 @@ def with_session(response: Response, session: Session | None) -> Response:
     return response
 
 
+def _throttled(request: Request) -> int:
+    """Seconds this address must wait before another sign-in attempt (0: go ahead)."""
+    failures: TokenBuckets = request.app.state.portal_failures
+    return math.ceil(failures.wait(f"ip:{getattr(request.state, 'client_ip', None)}"))
+
+
+def _failed_attempt(request: Request) -> None:
+    failures: TokenBuckets = request.app.state.portal_failures
+    failures.take(f"ip:{getattr(request.state, 'client_ip', None)}")
+
+
+def _too_many(wait: int) -> str:
+    return f"Too many failed sign-ins from this address. Try again in {wait} seconds."
+
+
 def _sign_in_page(request: Request, status: int = 200, **context: object) -> Response:
     nonce, token = signin_csrf.issue(request, request.app.state.portal_csrf)
     response = render(request, "sign_in.html", status=status, csrf=token, **context)
@@ -85,6 +102,10 @@ async def sign_in(request: Request) -> Response:
     page = {"dealer": dealer, "email": email, "next": _safe_next(nxt)}
     if not signin_csrf.valid(request, request.app.state.portal_csrf, one(form, "csrf", 100)):
         return _sign_in_page(request, 403, error="The form expired; please try again.", **page)
+    wait = _throttled(request)
+    if wait:
+        request.state.error = "rate_limited"
+        return _sign_in_page(request, 429, error=_too_many(wait), **page)
     svc, store = services_of(request), sessions_of(request)
     stale = request.cookies.get(COOKIE)
     if stale:
@@ -94,6 +115,7 @@ async def sign_in(request: Request) -> Response:
             _actor(request, None), dealer, email, one(form, "password", 1024)
         )
     except SignInRefused as refused:
+        _failed_attempt(request)
         return _sign_in_page(request, 401, error=refused.detail, **page)
     if account.mfa_enrolled or account.mfa_required:
         pending = store.open(account.user.id, dealer, Environment.PRODUCTION, mfa_pending=True)
@@ -146,9 +168,14 @@ async def totp(request: Request) -> Response:
     form = await read_form(request)
     nxt = _safe_next(one(form, "next", 300))
     svc = services_of(request)
+    wait = _throttled(request)
+    if wait:
+        request.state.error = "rate_limited"
+        return render(request, "totp.html", 429, csrf=session.csrf, next=nxt, error=_too_many(wait))
     if not svc.operators.second_factor(
         _actor(request, account.user.id), account, one(form, "code", 40)
     ):
+        _failed_attempt(request)
         error = "That code is not valid (or the account is locked for a while)."
         return render(request, "totp.html", 401, csrf=session.csrf, next=nxt, error=error)
     fresh = sessions_of(request).renew(session, record=_signed_in(request, account, "totp"))
