@@ -78,6 +78,9 @@ def test_owner_manages_a_key_and_sees_it_in_the_audit_log(page: Page, services: 
     sign_in(page, owner, screenshots=True)
     expect(page.get_by_role("heading", name="Northwind Security")).to_be_visible()
     shot(page, "dashboard")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the layout reflows
+    shot(page, "dashboard-phone")
+    page.set_viewport_size({"width": 1280, "height": 860})
 
     page.get_by_role("link", name="Apps & keys").click()
     page.get_by_label("Name").fill("Central station bridge")
