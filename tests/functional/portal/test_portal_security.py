@@ -290,3 +290,29 @@ def test_plain_http_redirects_the_portal_and_refuses_a_session_cookie(
         assert answer.headers["location"] == f"https://localhost:{server.https_port}/portal/apps"
         carrying = plain.get("/portal/", headers={"cookie": f"{COOKIE}=stolen"})
         assert carrying.status_code == 403
+
+
+def test_oauth_consent_needs_the_totp_code_of_an_account_that_has_one(
+    server: VigilServer, services: Services
+) -> None:
+    from tests.support import oauth
+
+    dealer = factories.dealer(services)
+    cred = factories.credential(services, owner=dealer, environment=Environment.PRODUCTION)
+    client_app = oauth.client(services, cred)
+    owner = operator(services, dealer.id, PortalRole.OWNER)
+    _verifier, challenge = oauth.pkce_pair()
+    params = oauth.authorize_params(client_app, challenge)
+    with server.client() as http:
+        refused = oauth.sign_in(http, params, owner.email)  # password only
+        assert refused.status_code == 200
+        assert "authenticator" in refused.text
+        page = http.get("/oauth/authorize", params=params)
+        form = oauth.form_of(page.text) | {
+            "email": owner.email,
+            "password": PASSWORD,
+            "decision": "approve",
+            "code": owner.code(),
+        }
+        granted = http.post("/oauth/authorize", data=form)
+    assert "code" in oauth.code_from(granted)
