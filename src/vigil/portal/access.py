@@ -91,6 +91,8 @@ class PortalScope(RequiredScope):
         if session is None or session.mfa_pending:
             raise SignInRequired
         account = services_of(request).operators.account(session.user_id)
+        if account.user.disabled_at is not None:
+            raise SignInRequired  # a disabled account's sessions end with it
         principal = principal_for(account, session)
         request.state.principal = principal
         request.state.portal = PortalView(account, session, principal.scopes)
