@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from starlette.testclient import TestClient
 from tests.support import factories
 from tests.support.portal import PASSWORD, operator, submit_sign_in
 
-from vigil.app import create_api
 from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
-from vigil.config import Settings
-from vigil.services import Services
 from vigil.tenancy.roles import PortalRole
 
 ANON = Actor(type=ActorType.ANONYMOUS, id="portal-sign-in", via="portal")
@@ -21,21 +17,17 @@ ANON = Actor(type=ActorType.ANONYMOUS, id="portal-sign-in", via="portal")
 def test_one_address_guessing_across_accounts_is_slowed(
     tmp_path: Path, new_database: object
 ) -> None:
-    url = new_database(tmp_path)  # type: ignore[operator]
-    settings = Settings(
-        home=tmp_path,
-        database_url=url,
-        database_owner_url=new_database.owner_url(url),  # type: ignore[attr-defined]
-        auth_failure_burst=3,
-        auth_failure_per_second=0.01,
+    server = new_database.server(  # type: ignore[attr-defined]
+        tmp_path / "home", auth_failure_burst=3, auth_failure_per_second=0.01
     )
-    svc = Services.build(settings)
+    server.start()
+    svc = server.services()
     try:
         dealer = factories.dealer(svc)
         victims = [operator(svc, dealer.id, PortalRole.VIEWER) for _ in range(4)]
-        with TestClient(create_api(svc), base_url="https://localhost") as client:
+        with server.client() as client:
             answers = [
-                submit_sign_in(client, dealer.id, v.email, "guessed password").status_code  # type: ignore[arg-type]
+                submit_sign_in(client, dealer.id, v.email, "guessed password").status_code
                 for v in victims
             ]
         assert answers == [401, 401, 401, 429]
@@ -43,3 +35,4 @@ def test_one_address_guessing_across_accounts_is_slowed(
             assert svc.operators.sign_in(ANON, dealer.id, v.email, PASSWORD).user.id == v.user_id
     finally:
         svc.close()
+        server.stop()
