@@ -39,6 +39,9 @@ test-postgres: install
 fuzz: install ## Longer schemathesis pass over the OpenAPI document (200 examples per operation)
 	VIGIL_FUZZ_EXAMPLES=200 $(BIN)/pytest -q -p no:cacheprovider tests/contract
 
+screenshots: install ## Refresh docs/screenshots/ from the portal's browser tests
+	VIGIL_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/functional/portal/test_portal_browser.py
+
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench

@@ -8,9 +8,10 @@
 #   wrk         HTTP load generator used by the benchmarks
 #   openssl     certificate tooling used by the TLS tests/scripts
 #   python3-venv  `python3 -m venv` for .venv (not in a bare Debian)
+#   chromium    headless browser the portal's Playwright tests drive (never downloaded by Playwright)
 set -euo pipefail
 
-PACKAGES=(python3-venv postgresql wrk openssl)
+PACKAGES=(python3-venv postgresql wrk openssl chromium)
 
 log() { printf 'install-system-packages: %s\n' "$*"; }
 

@@ -37,6 +37,7 @@ from vigil.edge.https import HttpsEdge
 from vigil.edge.idempotency import IdempotencyMiddleware
 from vigil.edge.rate_limit import TokenBuckets
 from vigil.edge.request_id import RequestIdMiddleware
+from vigil.portal import install as install_portal
 from vigil.services import Services
 
 # Routes FastAPI adds itself, outside our routers: public by design, listed so the route
@@ -83,6 +84,7 @@ def create_api(services: Services) -> FastAPI:
         # Mounted flat (not `include_router`) so `app.routes` lists every APIRoute with its
         # declared requirement: the route-coverage test reads exactly what serves requests.
         app.router.routes.extend(router.routes)
+    install_portal(app, services)
     settings = services.settings
     app.add_middleware(IdempotencyMiddleware, store=services.idempotency, clock=services.clock)
     app.add_middleware(

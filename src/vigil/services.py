@@ -29,6 +29,7 @@ from vigil.storage.db import Database
 from vigil.storage.idempotency import IdempotencyStore
 from vigil.tenancy.apps import AppService
 from vigil.tenancy.dealers import DealerService
+from vigil.tenancy.operators import OperatorAccounts
 from vigil.tenancy.partners import PartnerService
 from vigil.tenancy.tenant_keys import TenantKeyService
 from vigil.tenancy.users import UserService
@@ -60,6 +61,7 @@ class Services:
     webhooks: Webhooks
     encryption: Encryption
     tenant_keys: TenantKeyService
+    operators: OperatorAccounts
 
     @classmethod
     def build(
@@ -115,6 +117,7 @@ class Services:
             webhooks=Webhooks.build(settings, db, audit, clock),
             encryption=encryption,
             tenant_keys=TenantKeyService(db, audit, clock, encryption, settings.keys_dir),
+            operators=OperatorAccounts(db, audit, clock, users),
         )
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from vigil.auth.oauth.clients import AuthMethod, ClientType
 from vigil.auth.scopes import Scope
 from vigil.edge.authorization import RequiredScope
 from vigil.monitoring.alarm_models import AlarmType, NewAlarm
+from vigil.portal.access import PortalScope
 from vigil.services import Services
 from vigil.storage.tables import (
     alarm_timeline,
@@ -325,6 +326,10 @@ def scoped_routes(services: Services) -> dict[tuple[str, str], Scope]:
             continue
         for dep in route.dependant.dependencies:
             for call in (dep.call, *(d.call for d in dep.dependencies)):
+                # Portal routes authenticate by session, not bearer credentials: their matrix is
+                # tests/functional/portal/test_portal_roles.py, by role.
+                if isinstance(call, PortalScope):
+                    continue
                 if isinstance(call, RequiredScope) and call.scope is not None:
                     for method in route.methods:
                         found[(method, route.path)] = call.scope

@@ -27,6 +27,7 @@ from vigil.auth.principal import ActorType
 from vigil.edge.authorization import public
 from vigil.edge.rate_limit import TokenBuckets
 from vigil.services import Services
+from vigil.tenancy.users import Role, User
 
 router = APIRouter(tags=["oauth"])
 Svc = Annotated[Services, Depends(services)]
@@ -167,6 +168,11 @@ async def authorize_submit(request: Request, svc: Svc) -> Response:
             _failures(request).take(ip_key)
             await _sign_in_failed(svc, req, call)
             return await _consent(request, svc, req, "Wrong e-mail or password.")
+        code = form.get("code", "")
+        if not await run_in_threadpool(_second_factor, svc, user, code, call):
+            _failures(request).take(ip_key)
+            message = "Enter the current code from your authenticator app."
+            return await _consent(request, svc, req, message)
         return _redirect(await run_in_threadpool(authz.approve, ctx, req, user, call))
     except (authz.UnsafeRequest, InvalidRequest) as exc:
         request.state.error = "invalid_request"
@@ -174,6 +180,17 @@ async def authorize_submit(request: Request, svc: Svc) -> Response:
     except authz.RedirectedError as exc:
         request.state.error = exc.error.error
         return _redirect(exc.location)
+
+
+def _second_factor(svc: Services, user: User, code: str, call: Call) -> bool:
+    """An operator who has set up TOTP in the portal gives a code here too: a password alone
+    must not grant an app what the portal would not (wrong codes count toward the lockout)."""
+    if user.role is not Role.OPERATOR:
+        return True
+    account = svc.operators.account(user.id)
+    if not account.mfa_enrolled:
+        return True
+    return svc.operators.second_factor(call.actor(ActorType.USER, user.id), account, code)
 
 
 async def _sign_in_failed(svc: Services, req: authz.AuthorizationRequest, call: Call) -> None:

@@ -1,8 +1,9 @@
 """The server-rendered sign-in and consent page of the authorization endpoint.
 
-Deliberately minimal and dependency-free (the portal issue restyles it): every value is escaped,
-the page cannot be framed (clickjacking a consent button is the classic attack on this page),
-loads nothing and is never cached.
+Deliberately minimal and dependency-free: every value is escaped, the page cannot be framed
+(clickjacking a consent button is the classic attack on this page), loads nothing but the
+portal's own stylesheet (no script at all) and is never cached. No `form-action` directive:
+after consent the browser follows a redirect to the client's registered URI.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from starlette.responses import HTMLResponse
 from vigil.auth.scopes import DESCRIPTIONS, Scope
 
 HEADERS = {
-    "content-security-policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "content-security-policy": (
+        "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
     "x-frame-options": "DENY",
     "cache-control": "no-store",
     "referrer-policy": "no-referrer",
@@ -24,8 +27,11 @@ HEADERS = {
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     html = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width'>"
-        f"<title>{escape(title)}</title></head><body><main>{body}</main></body></html>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<link rel='stylesheet' href='/portal/static/portal.css'>"
+        f"<title>{escape(title)}</title></head><body><main id='main'>"
+        f"<section class='card consent'><p class='brand big'><span class='mark' aria-hidden='true'>"
+        f"◉</span> Vigil</p>{body}</section></main></body></html>"
     )
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
@@ -41,27 +47,33 @@ def consent(
     message: str | None = None,
 ) -> HTMLResponse:
     items = "".join(
-        f"<li><code>{escape(s.value)}</code> {escape(DESCRIPTIONS[s])}</li>"
+        f"<li><code class='tag'>{escape(s.value)}</code> {escape(DESCRIPTIONS[s])}</li>"
         for s in sorted(scopes, key=lambda s: s.value)
     )
     hidden = "".join(
         f"<input type='hidden' name='{escape(k)}' value='{escape(v)}'>" for k, v in fields.items()
     )
-    notice = f"<p role='alert'>{escape(message)}</p>" if message else ""
+    notice = f"<p class='alert' role='alert'>{escape(message)}</p>" if message else ""
     body = (
         f"<h1>Sign in to allow {escape(app_name)}</h1>"
         f"<p><strong>{escape(app_name)}</strong>, an app of <strong>{escape(dealer_name)}</strong>"
         f" ({escape(environment)}), asks to act for you with these permissions:</p>"
-        f"<ul>{items}</ul>"
-        "<p>Site users grant only read access to their own sites.</p>"
+        f"<ul class='scopes'>{items}</ul>"
+        "<p class='hint'>Site users grant only read access to their own sites.</p>"
         f"{notice}"
         "<form method='post' action='/oauth/authorize'>"
         f"{hidden}<input type='hidden' name='csrf' value='{escape(csrf)}'>"
-        "<label>E-mail <input name='email' type='email' autocomplete='username' required></label>"
-        "<label>Password <input name='password' type='password' "
-        "autocomplete='current-password' required></label>"
-        "<button name='decision' value='approve'>Allow</button>"
-        "<button name='decision' value='deny' formnovalidate>Deny</button>"
+        "<label for='email'>E-mail</label>"
+        "<input id='email' name='email' type='email' autocomplete='username' required>"
+        "<label for='password'>Password</label>"
+        "<input id='password' name='password' type='password' "
+        "autocomplete='current-password' required>"
+        "<label for='code'>Authenticator code <span class='muted'>(if your account uses "
+        "two-step verification)</span></label>"
+        "<input id='code' name='code' inputmode='numeric' autocomplete='one-time-code' "
+        "maxlength='20'>"
+        "<div class='buttons'><button class='primary' name='decision' value='approve'>Allow"
+        "</button> <button name='decision' value='deny' formnovalidate>Deny</button></div>"
         "</form>"
     )
     return _page(f"Allow {app_name}", body)

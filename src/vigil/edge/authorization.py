@@ -10,6 +10,7 @@ of a set look-up), and a test enumerates every route and reads what it requires.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from starlette.requests import Request
 
@@ -29,6 +30,11 @@ class RequiredScope:
     def scope_used(self) -> str | None:
         """What the audit record names as the scope the call needed."""
         return self.scope.value if self.scope is not None else None
+
+    # The HTTPS edge admits bearer credentials before the route runs. A declaration whose
+    # caller is identified another way (the portal's session cookie) says so, and its own
+    # dependency makes the same check before the handler.
+    admitted_at_edge: ClassVar[bool] = True
 
     def admit(self, principal: Principal | None) -> Principal:
         """The principal, if it may call the route; otherwise raise 401 or 403."""

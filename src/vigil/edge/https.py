@@ -93,10 +93,11 @@ class HttpsEdge:
             if isinstance(requirement, RequiredScope):
                 if requirement.scope is not None:
                     st["scope_used"] = requirement.scope.value
-                try:
-                    admitted = requirement.admit(principal)
-                except VigilError as error:
-                    refusal = error
+                if requirement.admitted_at_edge:
+                    try:
+                        admitted = requirement.admit(principal)
+                    except VigilError as error:
+                        refusal = error
             query = scope.get("query_string", b"")
             if refusal is None and (unknown := self.routes.unknown_query(route, query)):
                 refusal = InvalidInput(

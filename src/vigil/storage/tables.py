@@ -610,3 +610,41 @@ data_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("dealer_id", "purpose", "version", name="uq_data_keys_generation"),
 )
+
+# --- Dealer portal (issue 8). A separate table rather than new `users` columns: the portal's
+# facts about an operator (role, second factor, lockout) change on their own, and appending a
+# table keeps this branch's migration independent of the others.
+#
+# `totp_secret` is the base32 TOTP seed, stored as given for now: the at-rest encryption work
+# (S6) wraps it in the dealer's data key like other secrets. `recovery_codes` holds SHA-256
+# hex digests only (codes are 80-bit random, so a fast hash is enough); a used code is removed.
+operator_accounts = Table(
+    "operator_accounts",
+    metadata,
+    Column("user_id", String(40), ForeignKey("users.id"), primary_key=True),
+    Column("portal_role", String(20), nullable=False),
+    Column("totp_secret", String(64), nullable=True),
+    Column("totp_last_step", Integer, nullable=True),
+    Column("recovery_codes", JSON, nullable=False),
+    Column("failed_sign_ins", Integer, nullable=False),
+    Column("locked_until", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Server-side portal sessions. The cookie carries a 256-bit random id; only its SHA-256 is
+# stored, so a copy of the database cannot be replayed as sessions. `mfa_pending` sessions
+# (password checked, second factor not yet) grant nothing but the TOTP step.
+portal_sessions = Table(
+    "portal_sessions",
+    metadata,
+    Column("id_hash", LargeBinary(32), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("dealer_id", String(40), ForeignKey("dealers.id"), nullable=False),
+    Column("environment", String(20), nullable=False),
+    Column("csrf_secret", String(64), nullable=False),
+    Column("mfa_pending", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_portal_sessions_user", "user_id"),
+)

@@ -1,0 +1,393 @@
+"""Operator accounts for the dealer portal: role, password sign-in with lockout, TOTP second
+factor with recovery codes, and the resets an admin performs on another operator.
+
+Why each number: five wrong answers in a row lock the account for 15 minutes (OWASP ASVS 2.2.1
+asks for throttling that defeats online guessing without enabling easy denial of service; a
+short lock does both). The refusal text is the same for a wrong password, an unknown e-mail and
+a locked account, so the form cannot be used to discover accounts or their state; the audit log
+records which it was. TOTP codes are accepted one step either side (clock drift) and each time
+step only once (RFC 6238 section 5.2: a code seen on the wire cannot be replayed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyotp
+from argon2 import PasswordHasher
+from sqlalchemy import Connection, insert, select, update
+
+from vigil.audit.actions import AuditAction
+from vigil.audit.log import AuditLog
+from vigil.auth.actor import Actor
+from vigil.core.clock import Clock
+from vigil.core.errors import InvalidInput, NotFound, PermissionDenied
+from vigil.storage.db import Database
+from vigil.storage.tables import operator_accounts, portal_sessions, users
+from vigil.tenancy.roles import MFA_REQUIRED, ROLE_SCOPES, PortalRole
+from vigil.tenancy.users import MAX_PASSWORD, MIN_PASSWORD, Role, User, UserService, normalize_email
+
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=15)
+RECOVERY_CODES = 10
+REFUSED = "That e-mail and password do not match an account, or it is locked for a while."
+
+
+class SignInRefused(PermissionDenied):
+    code = "sign_in_refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    user: User
+    role: PortalRole
+    mfa_enrolled: bool
+
+    @property
+    def mfa_required(self) -> bool:
+        return self.role in MFA_REQUIRED
+
+    @property
+    def scopes(self) -> frozenset[Any]:
+        return ROLE_SCOPES[self.role]
+
+
+def _digest(code: str) -> str:
+    return hashlib.sha256(code.strip().lower().encode()).hexdigest()
+
+
+def new_recovery_codes() -> list[str]:
+    """Ten codes of 80 random bits each, grouped for reading aloud."""
+    return [
+        "-".join(secrets.token_hex(5)[i : i + 5] for i in (0, 5)) for _ in range(RECOVERY_CODES)
+    ]
+
+
+def _matching_step(secret: str, code: str, now: datetime, after: int | None = None) -> int | None:
+    """The time step (one either side of now) whose code this is, if not already used."""
+    if not (code.isdigit() and len(code) == 6):
+        return None
+    try:
+        totp = pyotp.TOTP(secret)
+        step = totp.timecode(now)
+        for candidate in (step, step - 1, step + 1):
+            fresh = after is None or candidate > after
+            if fresh and secrets.compare_digest(totp.generate_otp(candidate), code):
+                return candidate
+    except (ValueError, TypeError):  # a secret that is not base32
+        return None
+    return None
+
+
+class OperatorAccounts:
+    def __init__(self, db: Database, audit: AuditLog, clock: Clock, users_: UserService) -> None:
+        self._db, self._audit, self._clock, self._users = db, audit, clock, users_
+        self._hasher = PasswordHasher()
+
+    # --- reading -------------------------------------------------------------------------
+    def _row(self, conn: Connection, user_id: str) -> dict[str, Any]:
+        row = (
+            conn.execute(select(operator_accounts).where(operator_accounts.c.user_id == user_id))
+            .mappings()
+            .first()
+        )
+        if row is not None:
+            return dict(row)
+        # Operators created before the portal existed (or by `vigil users create`) start as
+        # owners: they could already delegate every scope, so this grants nothing new.
+        fresh: dict[str, Any] = {
+            "user_id": user_id,
+            "portal_role": PortalRole.OWNER.value,
+            "totp_secret": None,
+            "totp_last_step": None,
+            "recovery_codes": [],
+            "failed_sign_ins": 0,
+            "locked_until": None,
+            "updated_at": self._clock.now(),
+        }
+        conn.execute(insert(operator_accounts).values(**fresh))
+        return fresh
+
+    def account(self, user_id: str) -> Account:
+        user = self._users.get(user_id)
+        if user.role is not Role.OPERATOR:
+            raise NotFound(f"No operator '{user_id}'.")
+        query = select(operator_accounts).where(operator_accounts.c.user_id == user_id)
+        with self._db.read() as conn:  # every portal request reads this: no write lock
+            stored = conn.execute(query).mappings().first()
+        found: Mapping[str, Any]
+        if stored is None:
+            with self._db.transaction() as conn:
+                found = self._row(conn, user_id)
+        else:
+            found = dict(stored)
+        return Account(user, PortalRole(found["portal_role"]), found["totp_secret"] is not None)
+
+    def team(self, actor: Actor) -> list[Account]:
+        """The actor's dealer's operators, for an owner or admin (others: 403)."""
+        self._ensure_manager(actor)
+        assert actor.tenant is not None
+        users_ = self._users.list(actor.tenant.dealer_id)
+        return [self.account(u.id) for u in users_ if u.role is Role.OPERATOR]
+
+    def _ensure_manager(self, actor: Actor) -> Account:
+        if actor.tenant is None:
+            raise PermissionDenied("Only an owner or admin may manage operators.")
+        me = self.account(actor.id)
+        if me.role not in MFA_REQUIRED:
+            raise PermissionDenied("Only an owner or admin may manage operators.")
+        return me
+
+    # --- sign-in -------------------------------------------------------------------------
+    def sign_in(self, actor: Actor, dealer_id: str, email: str, password: str) -> Account:
+        """Password step. Raises `SignInRefused` with one message for every reason."""
+        now = self._clock.now()
+        try:
+            address = normalize_email(email)
+        except InvalidInput:
+            address = ""
+        with self._db.read() as conn:
+            found = conn.execute(
+                select(users.c.id, users.c.role).where(
+                    users.c.dealer_id == dealer_id, users.c.email == address
+                )
+            ).first()
+        user_id = found[0] if found is not None and found[1] == Role.OPERATOR.value else None
+        locked = False
+        if user_id is not None:
+            with self._db.transaction() as conn:
+                until = self._row(conn, user_id)["locked_until"]
+            locked = until is not None and until > now
+        # Always pay the argon2 cost, locked or not, so timing tells nothing either.
+        user = self._users.authenticate(dealer_id, address or email, password)
+        if user is None or user_id is None or locked or user.id != user_id:
+            reason = "locked" if locked else "bad_credentials"
+            self._failed(actor, dealer_id, user_id, reason)
+            raise SignInRefused(REFUSED)
+        account = self.account(user.id)
+        if not (account.mfa_enrolled or account.mfa_required):
+            with self._db.transaction() as conn:
+                self._succeeded(conn, user.id, now)
+        return account
+
+    def _failed(self, actor: Actor, dealer_id: str, user_id: str | None, reason: str) -> None:
+        now = self._clock.now()
+        with self._db.transaction() as conn:
+            action = AuditAction.USER_SIGN_IN_FAILED
+            if user_id is not None and reason != "locked":
+                row = self._row(conn, user_id)
+                failures = row["failed_sign_ins"] + 1
+                values: dict[str, Any] = {"failed_sign_ins": failures, "updated_at": now}
+                if failures >= MAX_FAILURES:
+                    values.update(failed_sign_ins=0, locked_until=now + LOCKOUT)
+                    action = AuditAction.USER_LOCKED_OUT
+                conn.execute(
+                    update(operator_accounts)
+                    .where(operator_accounts.c.user_id == user_id)
+                    .values(**values)
+                )
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    action,
+                    target_type="user" if user_id else None,
+                    target_id=user_id,
+                    result="failure",
+                    dealer_id=dealer_id,
+                    details={"reason": reason, "front": "portal"},
+                ),
+            )
+
+    def _succeeded(self, conn: Connection, user_id: str, now: datetime) -> None:
+        conn.execute(
+            update(operator_accounts)
+            .where(operator_accounts.c.user_id == user_id)
+            .values(failed_sign_ins=0, locked_until=None, updated_at=now)
+        )
+
+    def second_factor(self, actor: Actor, account: Account, code: str) -> bool:
+        """A current TOTP code (each time step once) or an unused recovery code."""
+        now = self._clock.now()
+        user_id, dealer_id = account.user.id, account.user.dealer_id
+        code = code.strip().replace(" ", "")[:40]
+        with self._db.transaction() as conn:
+            row = self._row(conn, user_id)
+            locked = row["locked_until"] is not None and row["locked_until"] > now
+            secret = row["totp_secret"]
+            ok, used_recovery = False, False
+            step = None
+            if not locked and secret and code.isdigit():
+                step = _matching_step(secret, code, now, row["totp_last_step"])
+                if step is not None:
+                    conn.execute(
+                        update(operator_accounts)
+                        .where(operator_accounts.c.user_id == user_id)
+                        .values(totp_last_step=step)
+                    )
+                    ok = True
+            elif not locked and _digest(code) in row["recovery_codes"]:
+                remaining = [c for c in row["recovery_codes"] if c != _digest(code)]
+                conn.execute(
+                    update(operator_accounts)
+                    .where(operator_accounts.c.user_id == user_id)
+                    .values(recovery_codes=remaining)
+                )
+                ok = used_recovery = True
+            if ok:
+                self._succeeded(conn, user_id, now)
+                if used_recovery:
+                    self._audit.write_in(
+                        conn,
+                        actor.record(
+                            now,
+                            AuditAction.USER_RECOVERY_CODE_USED,
+                            target_type="user",
+                            target_id=user_id,
+                            dealer_id=dealer_id,
+                        ),
+                    )
+                return True
+        self._failed(actor, dealer_id, user_id, "locked" if locked else "bad_second_factor")
+        return False
+
+    # --- enrolment and resets ------------------------------------------------------------
+    @staticmethod
+    def new_totp_secret() -> str:
+        return pyotp.random_base32()
+
+    @staticmethod
+    def provisioning_uri(secret: str, email: str) -> str:
+        return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name="Vigil")
+
+    def enroll(self, actor: Actor, account: Account, secret: str, code: str) -> list[str]:
+        """Confirm a new TOTP seed with a code from the authenticator; returns the recovery
+        codes, shown once."""
+        now = self._clock.now()
+        step = _matching_step(secret, code.strip(), now) if len(secret) == 32 else None
+        if step is None:
+            raise InvalidInput("That code does not match; check the authenticator's clock.")
+        codes = new_recovery_codes()
+        with self._db.transaction() as conn:
+            self._row(conn, account.user.id)
+            conn.execute(
+                update(operator_accounts)
+                .where(operator_accounts.c.user_id == account.user.id)
+                .values(
+                    totp_secret=secret,
+                    totp_last_step=step,
+                    recovery_codes=[_digest(c) for c in codes],
+                    updated_at=now,
+                )
+            )
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.USER_MFA_ENROLLED,
+                    target_type="user",
+                    target_id=account.user.id,
+                    dealer_id=account.user.dealer_id,
+                ),
+            )
+        return codes
+
+    def _managed(self, actor: Actor, user_id: str) -> Account:
+        """Another operator of the actor's own dealer (else 404), whom the actor outranks."""
+        tenant = actor.tenant
+        try:
+            target = self.account(user_id)
+        except NotFound:
+            raise NotFound(f"No operator '{user_id}'.") from None
+        if tenant is None or target.user.dealer_id != tenant.dealer_id:
+            raise NotFound(f"No operator '{user_id}'.")
+        me = self._ensure_manager(actor)
+        if target.role is PortalRole.OWNER and me.role is not PortalRole.OWNER:
+            raise PermissionDenied("Only an owner may change another owner.")
+        return target
+
+    def set_role(self, actor: Actor, user_id: str, role: PortalRole) -> None:
+        """Changing a role changes privilege: the operator's sessions end, so the next one is
+        issued under the new role (the CLI, with no principal, may set any role)."""
+        if actor.principal is not None:
+            self._managed(actor, user_id)
+            if role is PortalRole.OWNER and self.account(actor.id).role is not PortalRole.OWNER:
+                raise PermissionDenied("Only an owner can make another owner.")
+        else:
+            self.account(user_id)
+        now = self._clock.now()
+        with self._db.transaction() as conn:
+            self._row(conn, user_id)
+            conn.execute(
+                update(operator_accounts)
+                .where(operator_accounts.c.user_id == user_id)
+                .values(portal_role=role.value, updated_at=now)
+            )
+            self._revoke_sessions(conn, user_id, now)
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.USER_ROLE_CHANGED,
+                    target_type="user",
+                    target_id=user_id,
+                    dealer_id=self._users.get(user_id).dealer_id,
+                    details={"role": role.value},
+                ),
+            )
+
+    def reset_mfa(self, actor: Actor, user_id: str) -> None:
+        target = self._managed(actor, user_id)
+        now = self._clock.now()
+        with self._db.transaction() as conn:
+            conn.execute(
+                update(operator_accounts)
+                .where(operator_accounts.c.user_id == user_id)
+                .values(totp_secret=None, totp_last_step=None, recovery_codes=[], updated_at=now)
+            )
+            self._revoke_sessions(conn, user_id, now)
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.USER_MFA_RESET,
+                    target_type="user",
+                    target_id=user_id,
+                    dealer_id=target.user.dealer_id,
+                ),
+            )
+
+    def reset_password(self, actor: Actor, user_id: str, password: str) -> None:
+        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+            raise InvalidInput(f"A password is {MIN_PASSWORD} to {MAX_PASSWORD} characters.")
+        target = self._managed(actor, user_id)
+        hashed = self._hasher.hash(password)
+        now = self._clock.now()
+        with self._db.transaction() as conn:
+            conn.execute(update(users).where(users.c.id == user_id).values(password_hash=hashed))
+            self._succeeded(conn, user_id, now)
+            self._revoke_sessions(conn, user_id, now)
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.USER_PASSWORD_RESET,
+                    target_type="user",
+                    target_id=user_id,
+                    dealer_id=target.user.dealer_id,
+                ),
+            )
+
+    @staticmethod
+    def _revoke_sessions(conn: Connection, user_id: str, now: datetime) -> None:
+        """A reset ends every session of that operator: whoever held the old factor is out."""
+        conn.execute(
+            update(portal_sessions)
+            .where(portal_sessions.c.user_id == user_id, portal_sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
