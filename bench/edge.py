@@ -68,7 +68,6 @@ import re
 import resource
 import signal
 import socket
-import sqlite3
 import ssl
 import subprocess
 import sys
@@ -410,7 +409,15 @@ def create_api_key(env: dict[str, str]) -> str:
 
 
 def audit_rows(database: Path) -> int:
-    with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
+    """Rows in the server's audit table. The embedded database is SQLCipher (issue 5), so the
+    count is read through a connection keyed like the server's own, from the same home's KMS."""
+    from vigil.config import Settings
+    from vigil.encryption import start_kms
+    from vigil.storage import sqlcipher
+
+    settings = Settings(home=database.parent)
+    key = sqlcipher.database_key(start_kms(settings), settings.keys_dir)
+    with contextlib.closing(sqlcipher.creator(database, key)()) as conn:
         (count,) = conn.execute("SELECT count(*) FROM audit_events").fetchone()
         return int(count)
 
