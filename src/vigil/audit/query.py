@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +10,7 @@ from sqlalchemy import select
 
 from vigil.audit import canonical
 from vigil.auth.actor import Tenant
-from vigil.core.errors import InvalidInput
+from vigil.core.pagination import decode_cursor, encode_cursor
 from vigil.storage.db import Database
 from vigil.storage.tables import audit_events
 
@@ -26,21 +25,6 @@ class AuditFilter:
     action: str | None = None
     result: str | None = None
     request_id: str | None = None
-
-
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s:{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        text = ""
-    kind, _, value = text.partition(":")
-    if kind != "s" or not value.isdigit():
-        raise InvalidInput("The cursor is not one this API returned.")
-    return int(value)
 
 
 def list_events(
