@@ -114,10 +114,10 @@ class Services:
             credentials=CredentialVerifier(
                 key_verifier.verify, AccessTokenVerifier(db, clock).verify
             ),
-            webhooks=Webhooks.build(settings, db, audit, clock),
+            webhooks=Webhooks.build(settings, db, audit, clock, encryption.secrets),
             encryption=encryption,
             tenant_keys=TenantKeyService(db, audit, clock, encryption, settings.keys_dir),
-            operators=OperatorAccounts(db, audit, clock, users),
+            operators=OperatorAccounts(db, audit, clock, users, encryption.secrets),
         )
 
     def close(self) -> None:

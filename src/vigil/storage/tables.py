@@ -506,10 +506,11 @@ webhook_endpoints = Table(
     Column("event_types", JSON, nullable=False),
     Column("enabled", Integer, nullable=False),
     Column("disabled_reason", String(40), nullable=True),
-    # Signing secrets sit in their own columns so field-level encryption (S6) can wrap them
-    # without touching anything else; until then they are stored as issued.
-    Column("secret", String(100), nullable=False),
-    Column("previous_secret", String(100), nullable=True),
+    # Signing secrets are sealed with the dealer's `secrets` keys (S6), bound to
+    # dealer / environment / `webhook_endpoint` / id / `signing_secret` (or
+    # `previous_signing_secret`): see docs/encryption.md.
+    Column("secret_sealed", LargeBinary, nullable=True),  # always written; see 0008
+    Column("previous_secret_sealed", LargeBinary, nullable=True),
     Column("previous_secret_expires_at", UtcDateTime, nullable=True),
     Column("ca_bundle", Text, nullable=True),
     Column("failing_since", UtcDateTime, nullable=True),
@@ -615,15 +616,16 @@ data_keys = Table(
 # facts about an operator (role, second factor, lockout) change on their own, and appending a
 # table keeps this branch's migration independent of the others.
 #
-# `totp_secret` is the base32 TOTP seed, stored as given for now: the at-rest encryption work
-# (S6) wraps it in the dealer's data key like other secrets. `recovery_codes` holds SHA-256
+# `totp_secret_sealed` is the base32 TOTP seed sealed with the dealer's `secrets` keys (S6),
+# bound to dealer / `production` / `totp` / user id / `secret` (an operator account spans both
+# environments, so the binding uses the fixed `production`). `recovery_codes` holds SHA-256
 # hex digests only (codes are 80-bit random, so a fast hash is enough); a used code is removed.
 operator_accounts = Table(
     "operator_accounts",
     metadata,
     Column("user_id", String(40), ForeignKey("users.id"), primary_key=True),
     Column("portal_role", String(20), nullable=False),
-    Column("totp_secret", String(64), nullable=True),
+    Column("totp_secret_sealed", LargeBinary, nullable=True),
     Column("totp_last_step", Integer, nullable=True),
     Column("recovery_codes", JSON, nullable=False),
     Column("failed_sign_ins", Integer, nullable=False),

@@ -27,6 +27,8 @@ from vigil.audit.log import AuditLog
 from vigil.auth.actor import Actor
 from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput, NotFound, PermissionDenied
+from vigil.crypto.binding import Binding, BindingScope
+from vigil.crypto.fields import FieldCipher
 from vigil.storage.db import Database
 from vigil.storage.tables import operator_accounts, portal_sessions, users
 from vigil.tenancy.roles import MFA_REQUIRED, ROLE_SCOPES, PortalRole
@@ -35,6 +37,10 @@ from vigil.tenancy.users import MAX_PASSWORD, MIN_PASSWORD, Role, User, UserServ
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
 RECOVERY_CODES = 10
+# TOTP seeds are sealed (S6) with the dealer's `secrets` keys, bound to dealer / `production` /
+# `totp` / user id / `secret`. An operator account spans both environments; the portal signs in
+# to production, so the fixed `production` names the environment of the binding.
+TOTP_ENVIRONMENT = "production"
 REFUSED = "That e-mail and password do not match an account, or it is locked for a while."
 
 
@@ -68,6 +74,10 @@ def new_recovery_codes() -> list[str]:
     ]
 
 
+def totp_binding(dealer_id: str, user_id: str) -> Binding:
+    return BindingScope(dealer_id, TOTP_ENVIRONMENT, "totp").bind(user_id, "secret")
+
+
 def _matching_step(secret: str, code: str, now: datetime, after: int | None = None) -> int | None:
     """The time step (one either side of now) whose code this is, if not already used."""
     if not (code.isdigit() and len(code) == 6):
@@ -85,8 +95,16 @@ def _matching_step(secret: str, code: str, now: datetime, after: int | None = No
 
 
 class OperatorAccounts:
-    def __init__(self, db: Database, audit: AuditLog, clock: Clock, users_: UserService) -> None:
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        clock: Clock,
+        users_: UserService,
+        secrets_: FieldCipher,
+    ) -> None:
         self._db, self._audit, self._clock, self._users = db, audit, clock, users_
+        self._secrets = secrets_
         self._hasher = PasswordHasher()
 
     # --- reading -------------------------------------------------------------------------
@@ -103,7 +121,7 @@ class OperatorAccounts:
         fresh: dict[str, Any] = {
             "user_id": user_id,
             "portal_role": PortalRole.OWNER.value,
-            "totp_secret": None,
+            "totp_secret_sealed": None,
             "totp_last_step": None,
             "recovery_codes": [],
             "failed_sign_ins": 0,
@@ -126,7 +144,9 @@ class OperatorAccounts:
                 found = self._row(conn, user_id)
         else:
             found = dict(stored)
-        return Account(user, PortalRole(found["portal_role"]), found["totp_secret"] is not None)
+        return Account(
+            user, PortalRole(found["portal_role"]), found["totp_secret_sealed"] is not None
+        )
 
     def team(self, actor: Actor) -> list[Account]:
         """The actor's dealer's operators, for an owner or admin (others: 403)."""
@@ -216,10 +236,21 @@ class OperatorAccounts:
         now = self._clock.now()
         user_id, dealer_id = account.user.id, account.user.dealer_id
         code = code.strip().replace(" ", "")[:40]
+        # Opened before the transaction (a key lookup must not wait on SQLite's write lock).
+        # The seed read here is checked again inside: a reset or re-enrolment in between
+        # leaves a different ciphertext, and the code is then judged against nothing.
+        query = select(operator_accounts.c.totp_secret_sealed)
+        with self._db.read() as conn:
+            sealed = conn.execute(query.where(operator_accounts.c.user_id == user_id)).scalar()
+        opened = (
+            self._secrets.open(totp_binding(dealer_id, user_id), sealed).decode()
+            if sealed is not None and code.isdigit()
+            else None
+        )
         with self._db.transaction() as conn:
             row = self._row(conn, user_id)
             locked = row["locked_until"] is not None and row["locked_until"] > now
-            secret = row["totp_secret"]
+            secret = opened if row["totp_secret_sealed"] == sealed else None
             ok, used_recovery = False, False
             step = None
             if not locked and secret and code.isdigit():
@@ -273,13 +304,16 @@ class OperatorAccounts:
         if step is None:
             raise InvalidInput("That code does not match; check the authenticator's clock.")
         codes = new_recovery_codes()
+        sealed = self._secrets.seal(
+            totp_binding(account.user.dealer_id, account.user.id), secret.encode()
+        )
         with self._db.transaction() as conn:
             self._row(conn, account.user.id)
             conn.execute(
                 update(operator_accounts)
                 .where(operator_accounts.c.user_id == account.user.id)
                 .values(
-                    totp_secret=secret,
+                    totp_secret_sealed=sealed,
                     totp_last_step=step,
                     recovery_codes=[_digest(c) for c in codes],
                     updated_at=now,
@@ -348,7 +382,9 @@ class OperatorAccounts:
             conn.execute(
                 update(operator_accounts)
                 .where(operator_accounts.c.user_id == user_id)
-                .values(totp_secret=None, totp_last_step=None, recovery_codes=[], updated_at=now)
+                .values(
+                    totp_secret_sealed=None, totp_last_step=None, recovery_codes=[], updated_at=now
+                )
             )
             self._revoke_sessions(conn, user_id, now)
             self._audit.write_in(

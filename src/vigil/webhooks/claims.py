@@ -14,8 +14,9 @@ message is exhausted or an endpoint disabled.
 from __future__ import annotations
 
 import json
+import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,17 +27,22 @@ from vigil.audit.record import AuditRecord
 from vigil.auth.actor import Tenant
 from vigil.auth.principal import ActorType, Environment
 from vigil.core.ids import new_id
+from vigil.crypto.errors import CryptoError
+from vigil.crypto.fields import FieldCipher
 from vigil.events.outbox import emit
 from vigil.events.types import EventType
 from vigil.storage.tables import webhook_attempts, webhook_endpoints
 from vigil.storage.tables import webhook_messages as messages
 from vigil.webhooks.models import MessageStatus
 from vigil.webhooks.schedule import DISABLE_AFTER, next_attempt_at, parse_retry_after
+from vigil.webhooks.sealing import open_secret
 from vigil.webhooks.signing import SigningSecret
 from vigil.webhooks.transport import Outcome
 
 # Longer than the request timeout plus recording, so a live worker never loses its lease.
 LEASE = timedelta(seconds=60)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +55,13 @@ class Job:
     event_type: str
     attempt: int
     url: str
-    secrets: tuple[SigningSecret, ...]
     ca_bundle: str | None
     body: bytes
+    # The endpoint's secrets as stored (sealed, S6): `claim` runs inside the write transaction,
+    # so they are opened after it commits (`unseal`), never while holding SQLite's lock.
+    sealed_secret: bytes
+    sealed_previous: bytes | None
+    secrets: tuple[SigningSecret, ...] = ()
 
 
 def claim(conn: Connection, now: datetime, limit: int, lease: timedelta = LEASE) -> list[Job]:
@@ -108,17 +118,22 @@ def claim(conn: Connection, now: datetime, limit: int, lease: timedelta = LEASE)
         r["id"]: r
         for r in conn.execute(
             select(
-                e.id, e.url, e.secret, e.previous_secret, e.previous_secret_expires_at, e.ca_bundle
+                e.id,
+                e.dealer_id,
+                e.environment,
+                e.url,
+                e.secret_sealed,
+                e.previous_secret_sealed,
+                e.previous_secret_expires_at,
+                e.ca_bundle,
             ).where(e.id.in_(sorted({r["endpoint_id"] for r in rows})))
         ).mappings()
     }
     jobs = []
     for r in rows:
         ep = endpoints[r["endpoint_id"]]
-        secrets = [SigningSecret(ep["secret"])]
         expires = ep["previous_secret_expires_at"]
-        if ep["previous_secret"] and expires is not None and expires > now:
-            secrets.append(SigningSecret(ep["previous_secret"]))
+        overlapping = expires is not None and expires > now
         jobs.append(
             Job(
                 message_id=r["id"],
@@ -129,12 +144,37 @@ def claim(conn: Connection, now: datetime, limit: int, lease: timedelta = LEASE)
                 event_type=r["event_type"],
                 attempt=r["attempts"] + 1,
                 url=ep["url"],
-                secrets=tuple(secrets),
                 ca_bundle=ep["ca_bundle"],
                 body=json.dumps(r["payload"], separators=(",", ":"), sort_keys=True).encode(),
+                sealed_secret=ep["secret_sealed"],
+                sealed_previous=ep["previous_secret_sealed"] if overlapping else None,
             )
         )
     return jobs
+
+
+def unseal(jobs: list[Job], cipher: FieldCipher) -> list[Job]:
+    """Open each job's signing secrets (the current one, and the previous one while a rotation
+    overlaps). A job whose secret does not open (a tampered row, a deleted dealer's destroyed
+    key) is not sent: it is logged and left leased, so it is retried when the lease runs out."""
+    out = []
+    for job in jobs:
+        row = {
+            "dealer_id": job.dealer_id,
+            "environment": job.environment,
+            "id": job.endpoint_id,
+            "secret_sealed": job.sealed_secret,
+            "previous_secret_sealed": job.sealed_previous,
+        }
+        try:
+            secrets = [SigningSecret(open_secret(cipher, row))]
+            if job.sealed_previous is not None:
+                secrets.append(SigningSecret(open_secret(cipher, row, previous=True)))
+        except CryptoError:
+            log.exception("webhook endpoint %s: signing secret does not open", job.endpoint_id)
+            continue
+        out.append(replace(job, secrets=tuple(secrets)))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput, NotFound, PermissionDenied
 from vigil.core.ids import new_id
 from vigil.core.pagination import Page, decode_cursor, page_of
+from vigil.crypto.fields import FieldCipher
 from vigil.events.types import READ_SCOPE, EventType
 from vigil.monitoring.scoping import TenantScope, scope_of
 from vigil.monitoring.versioning import update_versioned
@@ -31,6 +32,7 @@ from vigil.storage.db import Database
 from vigil.storage.tables import apps, webhook_ca_requests, webhook_endpoints
 from vigil.webhooks.models import CaRequest, Endpoint
 from vigil.webhooks.resolver import Resolver
+from vigil.webhooks.sealing import open_secret, secret_binding
 from vigil.webhooks.signing import SigningSecret, new_secret
 from vigil.webhooks.ssrf import AddressPolicy
 from vigil.webhooks.trust import ca_fingerprints
@@ -58,9 +60,11 @@ class EndpointService:
         clock: Clock,
         policy: AddressPolicy,
         resolver: Resolver,
+        secrets: FieldCipher,
     ) -> None:
         self._db, self._audit, self._clock = db, audit, clock
         self._policy, self._resolver = policy, resolver
+        self._secrets = secrets
 
     def create(
         self,
@@ -80,6 +84,11 @@ class EndpointService:
         secret = new_secret()
         now = self._clock.now()
         endpoint_id = new_id("whe")
+        dealer_id, environment = scope.tenant.dealer_id, scope.tenant.environment.value
+        # Sealed before the transaction: a key-store call inside it would wait on SQLite's lock.
+        sealed = self._secrets.seal(
+            secret_binding(dealer_id, environment, endpoint_id), secret.value.encode()
+        )
         with self._db.transaction() as conn:
             count = len(
                 conn.execute(
@@ -99,7 +108,7 @@ class EndpointService:
                     description=description,
                     event_types=types,
                     enabled=int(enabled),
-                    secret=secret.value,
+                    secret_sealed=sealed,
                     version=1,
                     created_at=now,
                     updated_at=now,
@@ -184,8 +193,27 @@ class EndpointService:
         scope = scope_of(actor)
         secret = new_secret()
         now = self._clock.now()
+        # Everything sealed before the transaction (SQLite's write lock, see `create`). The
+        # current secret becomes the previous one: re-sealed under the `previous_signing_secret`
+        # binding, so a ciphertext is never valid in the other column.
+        dealer_id, environment = scope.tenant.dealer_id, scope.tenant.environment.value
+        with self._db.read() as conn:
+            current = scope.one(conn, webhook_endpoints, endpoint_id, "webhook endpoint")
+            self._ensure_can_manage(conn, actor, current)
+        sealed = self._secrets.seal(
+            secret_binding(dealer_id, environment, endpoint_id), secret.value.encode()
+        )
+        previous = None
+        if overlap:
+            old = open_secret(self._secrets, current)
+            previous = self._secrets.seal(
+                secret_binding(dealer_id, environment, endpoint_id, previous=True),
+                old.encode(),
+            )
         with self._db.transaction() as conn:
-            row = scope.one(conn, webhook_endpoints, endpoint_id, "webhook endpoint")
+            # update_versioned refuses the write if the row changed since `current` was read,
+            # so the previous secret sealed above is the one being replaced.
+            row = current
             self._ensure_can_manage(conn, actor, row)
             update_versioned(
                 conn,
@@ -194,8 +222,8 @@ class EndpointService:
                 row,
                 None,
                 {
-                    "secret": secret.value,
-                    "previous_secret": row["secret"] if overlap else None,
+                    "secret_sealed": sealed,
+                    "previous_secret_sealed": previous,
                     "previous_secret_expires_at": now + overlap if overlap else None,
                     "updated_at": now,
                 },

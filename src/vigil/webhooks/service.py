@@ -10,6 +10,7 @@ from datetime import timedelta
 from vigil.audit.log import AuditLog
 from vigil.config import Settings
 from vigil.core.clock import Clock
+from vigil.crypto.fields import FieldCipher
 from vigil.storage.db import Database
 from vigil.webhooks.endpoints import EndpointService
 from vigil.webhooks.messages import MessageService
@@ -29,6 +30,7 @@ class Webhooks:
     db: Database
     audit: AuditLog
     clock: Clock
+    secrets: FieldCipher
 
     @classmethod
     def build(
@@ -37,12 +39,13 @@ class Webhooks:
         db: Database,
         audit: AuditLog,
         clock: Clock,
+        secrets: FieldCipher,
         resolver: Resolver | None = None,
     ) -> Webhooks:
         policy = AddressPolicy.of(settings.webhook_allowed_networks)
         resolver = resolver or StaticHosts(settings.webhook_static_hosts)
         return cls(
-            endpoints=EndpointService(db, audit, clock, policy, resolver),
+            endpoints=EndpointService(db, audit, clock, policy, resolver, secrets),
             messages=MessageService(db, audit, clock),
             policy=policy,
             resolver=resolver,
@@ -50,6 +53,7 @@ class Webhooks:
             db=db,
             audit=audit,
             clock=clock,
+            secrets=secrets,
         )
 
     def worker(
@@ -68,6 +72,7 @@ class Webhooks:
             self.audit,
             clock or self.clock,
             transport,
+            self.secrets,
             concurrency=s.webhook_concurrency,
             lease=timedelta(seconds=s.webhook_lease_seconds),
             rand=rand,

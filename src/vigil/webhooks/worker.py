@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from vigil.audit.log import AuditLog
 from vigil.core.clock import Clock
 from vigil.core.ids import new_id
+from vigil.crypto.fields import FieldCipher
 from vigil.storage.db import Database
 from vigil.webhooks import claims, fanout
 from vigil.webhooks.claims import Job, Result
@@ -41,12 +42,14 @@ class DeliveryWorker:
         audit: AuditLog,
         clock: Clock,
         transport: Transport,
+        secrets: FieldCipher,
         *,
         concurrency: int = 64,
         lease: timedelta = claims.LEASE,
         rand: random.Random | None = None,
     ) -> None:
         self._db, self._audit, self._clock, self._transport = db, audit, clock, transport
+        self._secrets = secrets
         self._concurrency, self._lease = concurrency, lease
         self._rand = rand
         self._after = 0  # highest event seq this worker fanned out (the hot path's cursor)
@@ -109,10 +112,11 @@ class DeliveryWorker:
                 if free <= 0:
                     return []
                 self._fan_out_in(conn, now)
-                return claims.claim(conn, now, free, self._lease)
+                jobs = claims.claim(conn, now, free, self._lease)
         except Exception:
             self._audit.signer.forget()  # a key made in the rolled-back checkpoint is gone too
             raise
+        return claims.unseal(jobs, self._secrets)  # after the commit: no key lookup under lock
 
     # -- steps -----------------------------------------------------------------------------------
     def _fan_out(self) -> None:
@@ -141,7 +145,8 @@ class DeliveryWorker:
 
     def _claim(self, limit: int) -> list[Job]:
         with self._db.transaction() as conn:
-            return claims.claim(conn, self._clock.now(), limit, self._lease)
+            jobs = claims.claim(conn, self._clock.now(), limit, self._lease)
+        return claims.unseal(jobs, self._secrets)
 
     async def _deliver(self, job: Job) -> Result:
         at = self._clock.now()

@@ -157,7 +157,14 @@ def test_dns_rebinding_after_registration_is_caught_at_connect_time(hooks: Hooks
     actor = hooks.tenant()
     resolver = Rebinding()
     s = hooks.services
-    webhooks = Webhooks.build(s.settings, s.db, s.audit, s.clock, resolver=resolver)  # type: ignore[arg-type]
+    webhooks = Webhooks.build(
+        s.settings,
+        s.db,
+        s.audit,
+        s.clock,
+        s.encryption.secrets,
+        resolver=resolver,  # type: ignore[arg-type]
+    )
     port = hooks.receivers.valid.port
     created = webhooks.endpoints.create(
         actor, url=f"https://rebind.test:{port}/rebind", event_types=["site.armed"]
@@ -194,7 +201,7 @@ def test_the_url_policy_is_applied_again_at_every_delivery(hooks: HooksWorld) ->
         )
     s = hooks.services
     strict = Settings(**(hooks.settings_env | {"webhook_allowed_networks": ""}))  # type: ignore[arg-type]
-    webhooks = Webhooks.build(strict, s.db, s.audit, s.clock)
+    webhooks = Webhooks.build(strict, s.db, s.audit, s.clock, s.encryption.secrets)
     hooks.emit(actor=actor)
     import asyncio
 
