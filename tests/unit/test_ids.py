@@ -59,3 +59,37 @@ def test_a_forked_child_never_reuses_the_parents_randomness() -> None:
     os.close(read_end)
     os.waitpid(pid, 0)
     assert child != random_id_bytes(16)
+
+
+def test_ordered_ids_are_prefixed_128_bit_base62_and_sort_by_time() -> None:
+    from vigil.core.ids import ordered_base62
+
+    earlier = ordered_base62(16, now_ms=1_790_000_000_000)
+    later = ordered_base62(16, now_ms=1_790_000_000_001)
+    assert len(earlier) == len(later) == 22
+    assert decode(earlier) < 2**128
+    assert decode(earlier) >> 80 == 1_790_000_000_000  # the time, in the top 48 bits
+    assert earlier < later  # as text: base62 digits are in ASCII order
+
+
+def test_ordered_ids_keep_80_random_bits() -> None:
+    from vigil.core.ids import new_ordered_id, ordered_base62
+
+    same_ms = {ordered_base62(16, now_ms=1_790_000_000_000) for _ in range(1000)}
+    assert len(same_ms) == 1000
+    assert len({decode(i) & (2**80 - 1) for i in same_ms}) == 1000
+    assert new_ordered_id("aud").startswith("aud_")
+
+
+def test_request_ids_are_time_first_and_random_after() -> None:
+    import time
+
+    from vigil.edge.request_id import new_request_id
+
+    first = new_request_id()
+    time.sleep(0.002)
+    second = new_request_id()
+    assert first.startswith("req_")
+    assert len(first) == 28
+    assert first[4:16] < second[4:16]  # the hex millisecond prefix grows
+    assert len({new_request_id()[16:] for _ in range(1000)}) == 1000

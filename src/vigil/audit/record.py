@@ -9,7 +9,7 @@ from typing import Any
 
 from vigil.audit import canonical
 from vigil.audit.actions import AuditAction
-from vigil.core.ids import new_id
+from vigil.core.ids import new_ordered_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class AuditRecord:
     target_type: str | None = None
     target_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    id: str = field(default_factory=lambda: new_id("aud"))
+    id: str = field(default_factory=lambda: new_ordered_id("aud"))
 
     def __post_init__(self) -> None:
         # PostgreSQL cannot store NUL in text. A path segment or user agent the caller chose

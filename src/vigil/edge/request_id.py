@@ -6,12 +6,21 @@ with another request's audit trail.
 
 from __future__ import annotations
 
+import time
+
 from vigil.core.ids import random_id_bytes
 from vigil.edge.asgi import ASGIApp, Message, Receive, Scope, Send, state
 
 
 def new_request_id() -> str:
-    return "req_" + random_id_bytes(12).hex()
+    """`req_` and 24 hex digits: 48 bits of milliseconds, then 48 random bits. Time first, so
+    the audit log's request-id index grows at its end instead of at a random page per record
+    (see `vigil.core.ids`); 48 random bits per millisecond leave collisions out of reach."""
+    return (
+        "req_"
+        + (time.time_ns() // 1_000_000 % 2**48).to_bytes(6, "big").hex()
+        + (random_id_bytes(6).hex())
+    )
 
 
 class RequestIdMiddleware:
