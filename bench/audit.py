@@ -111,10 +111,13 @@ from vigil.audit.jwks import public_key_from_jwk  # noqa: E402
 from vigil.audit.log import AuditLog  # noqa: E402
 from vigil.audit.proof import ChainReport, ChainVerifier  # noqa: E402
 from vigil.audit.record import AuditRecord  # noqa: E402
+from vigil.audit.sealing import Details  # noqa: E402
 from vigil.audit.signing import AuditSigner  # noqa: E402
 from vigil.audit.store import AuditStore, chain_of  # noqa: E402
 from vigil.audit.verify import chain_ids, checkpoints_of, verify_store  # noqa: E402
+from vigil.config import Settings  # noqa: E402
 from vigil.core.clock import SystemClock  # noqa: E402
+from vigil.encryption import Encryption, start_kms  # noqa: E402
 from vigil.storage.db import Database  # noqa: E402
 from vigil.storage.tables import audit_chain_heads, audit_events  # noqa: E402
 from vigil.storage.types import UtcDateTime  # noqa: E402
@@ -213,7 +216,13 @@ class Engine:
         self.db.migrate()
         clock = SystemClock()
         self.signer = AuditSigner(self.keys_dir, clock, KEY_AGE)
-        self.log = AuditLog(self.db, self.signer, clock, checkpoint_every=1000)
+        # Details sealed under the platform audit key, as `vigil serve` does (local KMS in this
+        # run's home): the records' details dicts are not empty, so every record pays it.
+        settings = Settings(home=self.home, database_url=self.url)
+        encryption = Encryption.build(settings, start_kms(settings), self.db)
+        details = Details(encryption.audit_details)
+        details.ready()
+        self.log = AuditLog(self.db, self.signer, clock, checkpoint_every=1000, details=details)
         self.shipped_store = self.log.store
         self.use_store(self.shipped_store)
 
@@ -895,7 +904,7 @@ def main(argv: list[str] | None = None) -> int:
                 eng.use_store(eng.shipped_store)
             have, fill_s = fill(eng, args.records)
             print(f"  filled to {have:,} records ({fill_s:.1f} s)", flush=True)
-            shipped = partial(verify_store, eng.db, eng.signer)
+            shipped = partial(verify_store, eng.db, eng.signer, details=eng.log.details)
             v = run_verify(eng, "verify_store", shipped, have)
             rows.append(verify_row(eng, "verify_store", v))
             if v.rate < VERIFY_TARGET or args.profile:

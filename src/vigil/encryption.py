@@ -7,14 +7,19 @@ sensitive columns; see docs/security-model.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from vigil.audit.sealing import PLATFORM_TENANT
 from vigil.config import Settings
-from vigil.crypto.errors import KeyUnavailable
+from vigil.crypto import envelope
+from vigil.crypto.binding import BindingScope
+from vigil.crypto.datakey import DataKey
+from vigil.crypto.errors import DataKeyExhausted, KeyUnavailable
 from vigil.crypto.fields import FieldCipher
 from vigil.crypto.keyring import Keyring
 from vigil.crypto.keystore import Purpose
@@ -40,6 +45,57 @@ def database(settings: Settings, kms: Kms) -> Database:
     return Database(url, creator=sqlcipher.creator(path, key), module=sqlcipher.dbapi())
 
 
+class AuditDetailsSealer:
+    """`vigil.audit.sealing.Sealer` over the platform's audit data keys: tenant "platform",
+    purpose `audit`, each value bound to its record id, so a sealed value moved to another
+    record does not open.
+
+    Audit records are written inside other transactions (a change and its record commit
+    together), where obtaining a key must not write to the key store: on SQLite that write
+    would wait for the very lock the transaction holds. So the sealer keeps a leased key that
+    `ready()` loads and tops up *outside* transactions (at start-up, before every group-commit
+    batch and on the writer's idle tick), and seals with it; only a lease spent between two
+    `ready()` calls (a million messages apart) falls back to the keyring."""
+
+    __slots__ = ("_cipher", "_keyring", "_lease", "_scope")
+
+    # Top the lease up when fewer messages than this are left: far more than the records that
+    # can be written between two `ready()` calls.
+    MARGIN = 2**18
+
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+        self._cipher = FieldCipher(keyring, Purpose.AUDIT)
+        self._scope = BindingScope(PLATFORM_TENANT, "platform", "audit_event")
+        self._lease: DataKey | None = None
+
+    def ready(self) -> None:
+        lease = self._lease
+        if lease is None or lease.destroyed or lease.budget_end - lease.uses < self.MARGIN:
+            # The keyring's current generation (re-read once its cache entry expired, so
+            # `vigil kms rotate` reaches running servers), topped up to the margin.
+            key = self._keyring.encryption_key(PLATFORM_TENANT, Purpose.AUDIT)
+            self._lease = self._keyring.top_up(key, self.MARGIN)
+
+    def seal_details(self, items: Sequence[tuple[str, bytes]]) -> list[bytes]:
+        bind = self._scope.bind
+        lease = self._lease
+        if lease is not None:
+            try:
+                return [
+                    bytes(envelope.seal(lease, bind(rid, "details"), text)) for rid, text in items
+                ]
+            except DataKeyExhausted:
+                pass
+        sealed = self._cipher.seal_many(
+            PLATFORM_TENANT, [(bind(rid, "details"), text) for rid, text in items]
+        )
+        return [bytes(s) for s in sealed]
+
+    def open_details(self, record_id: str, sealed: bytes) -> bytes:
+        return self._cipher.open(self._scope.bind(record_id, "details"), sealed)
+
+
 @dataclass(frozen=True)
 class Encryption:
     """What services seal with: `records` for tenant fields, `secrets` for credentials (webhook,
@@ -51,6 +107,7 @@ class Encryption:
     records: FieldCipher
     secrets: FieldCipher
     objects: ObjectCipher
+    audit_details: AuditDetailsSealer
 
     @classmethod
     def build(cls, settings: Settings, kms: Kms, db: Database) -> Encryption:
@@ -74,6 +131,7 @@ class Encryption:
             records=FieldCipher(keyring, Purpose.RECORDS),
             secrets=FieldCipher(keyring, Purpose.SECRETS),
             objects=ObjectCipher(keyring),
+            audit_details=AuditDetailsSealer(keyring),
         )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from vigil.audit.log import AuditLog
+from vigil.audit.sealing import Details
 from vigil.audit.signing import AuditSigner
 from vigil.auth.apikeys.service import ApiKeyService
 from vigil.auth.apikeys.verifier import ApiKeyVerifier
@@ -78,15 +79,17 @@ class Services:
         signer = AuditSigner(
             settings.keys_dir / "audit", clock, timedelta(days=settings.audit_signing_key_days)
         )
+        encryption = Encryption.build(settings, kms, db)
         audit = AuditLog(
             db,
             signer,
             clock,
             checkpoint_every=settings.audit_checkpoint_every,
             checkpoint_seconds=settings.audit_checkpoint_seconds,
+            details=Details(encryption.audit_details),
         )
+        audit.details.ready()  # outside any transaction: see AuditDetailsSealer
         apps = AppService(db, audit, clock)
-        encryption = Encryption.build(settings, kms, db)
         objects = object_store(settings, encryption)
         key_verifier = ApiKeyVerifier(db, clock)
         users = UserService(db, audit, clock)

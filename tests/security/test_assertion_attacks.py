@@ -20,6 +20,7 @@ from jwcrypto import jwk as jwc_jwk
 from jwcrypto import jwt as jwc_jwt
 from sqlalchemy import select
 from tests.support import factories, oauth
+from tests.support.audit_trail import opened_rows
 from tests.support.server import VigilServer
 
 from vigil.audit.actions import AuditAction
@@ -255,15 +256,15 @@ def test_scope_outside_the_authorization_is_refused(world: World) -> None:
 
 def test_refused_assertions_are_audited(world: World) -> None:
     world.exchange(world.sign(aud="https://other.example"))
-    with world.services.db.read() as conn:
-        rows = conn.execute(
-            select(audit_events.c.details, audit_events.c.actor_id).where(
-                audit_events.c.action == AuditAction.ASSERTION_REFUSED.value,
-                audit_events.c.target_id == world.partner_id,
-            )
-        ).all()
-    assert any(r.details["reason"] == "aud" for r in rows)
-    assert all("eyJ" not in json.dumps(r.details) for r in rows)  # never the assertion itself
+    rows = opened_rows(
+        world.services,
+        select(audit_events.c.id, audit_events.c.details, audit_events.c.actor_id).where(
+            audit_events.c.action == AuditAction.ASSERTION_REFUSED.value,
+            audit_events.c.target_id == world.partner_id,
+        ),
+    )
+    assert any(r["details"]["reason"] == "aud" for r in rows)
+    assert all("eyJ" not in json.dumps(r["details"]) for r in rows)  # never the assertion
 
 
 # --- key registration -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 from tests.support import factories
+from tests.support.audit_trail import opened_rows
 from tests.support.receivers import HOST, ReceiverSet
 
 from vigil.auth.actor import Actor
@@ -109,9 +110,8 @@ class HooksWorld:
             return list(conn.execute(q.order_by(webhook_attempts.c.seq)).mappings())
 
     def audit_for(self, target_id: str) -> list[Any]:
-        with self.services.db.read() as conn:
-            q = select(audit_events).where(audit_events.c.target_id == target_id)
-            return list(conn.execute(q.order_by(audit_events.c.seq)).mappings())
+        q = select(audit_events).where(audit_events.c.target_id == target_id)
+        return opened_rows(self.services, q.order_by(audit_events.c.seq))
 
     def frozen(self) -> FrozenClock:
         return FrozenClock(datetime.now(UTC))

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, func, select
 
 from vigil.audit import canonical
 from vigil.audit.proof import Checkpoint
+from vigil.audit.sealing import PLAINTEXT, Details
 from vigil.audit.verify import chain_ids, checkpoints_of, record_fields, stream_records
 from vigil.storage.tables import audit_events
 
@@ -64,7 +65,10 @@ def export_lines(
     environment: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    details: Details = PLAINTEXT,
 ) -> Iterator[str]:
+    """The export carries details in plaintext (opened with `details`): what the dealer's
+    offline verifier hashes, and what the dealer is entitled to read."""
     yield _line(
         {
             "type": "header",
@@ -105,7 +109,7 @@ def export_lines(
             if cp.seq >= start and (end is None or cp.seq <= end):
                 yield _checkpoint_line(cp)
         for row in stream_records(conn, chain_id, start, end):
-            fields, prev_hash, stored = record_fields(row)
+            fields, prev_hash, stored = record_fields(row, details)
             yield _line(
                 {"type": "record", **fields, "prev_hash": prev_hash.hex(), "hash": stored.hex()}
             )

@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from vigil.audit.record import AuditRecord
+from vigil.audit.sealing import PLAINTEXT, Details
 from vigil.audit.signing import AuditSigner
 from vigil.audit.store import AuditStore
 from vigil.audit.writer import GroupCommitWriter
@@ -33,10 +34,14 @@ class AuditLog:
         *,
         checkpoint_every: int = 1000,
         checkpoint_seconds: float = 60.0,
+        details: Details = PLAINTEXT,
     ) -> None:
+        """`details` seals records' details at rest under the platform audit key (the
+        services pass one; bare stores in tests and benchmarks may keep plaintext)."""
         self._db = db
         self.signer = signer
-        self.store = AuditStore(signer, clock, checkpoint_every)
+        self.details = details
+        self.store = AuditStore(signer, clock, checkpoint_every, details)
         self._checkpoint_age = timedelta(seconds=checkpoint_seconds)
         self._writer = GroupCommitWriter(
             self._write_group, tick=self.checkpoint_stale, tick_seconds=min(5.0, checkpoint_seconds)
@@ -52,6 +57,7 @@ class AuditLog:
 
     def write_now(self, record: AuditRecord) -> None:
         """Write and commit `record` synchronously (CLI and other one-off callers)."""
+        self.details.ready()
         self._write_batch([record])
 
     def append(self, record: AuditRecord) -> Coroutine[Any, Any, None]:
@@ -60,7 +66,9 @@ class AuditLog:
         return self._writer.append(record)
 
     def checkpoint_stale(self) -> int:
-        """Sign chains whose newest records have waited longer than the checkpoint interval."""
+        """Sign chains whose newest records have waited longer than the checkpoint interval.
+        (The writer's idle tick: also keeps the details key ready for `write_in` callers.)"""
+        self.details.ready()
         with self._db.transaction() as conn:
             return self.store.checkpoint_stale(conn, self._checkpoint_age)
 
@@ -86,6 +94,7 @@ class AuditLog:
         """A group-commit batch, on the writer thread's connection. A connection that broke
         (a database restart) is replaced and the batch tried once more: the records' unique
         ids make a second insert of an already committed batch fail rather than duplicate."""
+        self.details.ready()  # before the transaction: it may write to the key store
         for attempt in (1, 2):
             if self._group_conn is None:
                 self._group_conn = self._db.engine.connect().execution_options(vigil_write=True)

@@ -82,6 +82,10 @@ class ChainVerifier:
             self._signed[cp.seq] = cp.head_hash
         self.report.checkpoints = len(self._signed)
 
+    def fail(self, seq: int | None, record_id: str | None, reason: str) -> None:
+        """Report a problem found outside `feed` (a record that could not even be read)."""
+        self._fail(seq, record_id, reason)
+
     def _fail(self, seq: int | None, record_id: str | None, reason: str) -> None:
         if self.report.problem is None:
             self.report.problem = Problem(self.chain_id, seq, record_id, reason)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from vigil.audit import canonical
+from vigil.audit.sealing import PLAINTEXT, Details
 from vigil.auth.actor import Tenant
 from vigil.core.pagination import decode_cursor, encode_cursor
 from vigil.storage.db import Database
@@ -28,7 +29,12 @@ class AuditFilter:
 
 
 def list_events(
-    db: Database, tenant: Tenant, flt: AuditFilter, limit: int, cursor: str | None
+    db: Database,
+    tenant: Tenant,
+    flt: AuditFilter,
+    limit: int,
+    cursor: str | None,
+    details: Details = PLAINTEXT,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A sandbox credential sees sandbox records only (S13); production also sees the dealer's
     environment-less records (its creation, plan changes)."""
@@ -62,6 +68,7 @@ def list_events(
         m = row._mapping
         item = {f: m[f] for f in PUBLIC_FIELDS}
         item["occurred_at"] = canonical.timestamp(m["occurred_at"])
+        item["details"] = details.value(m["id"], m["details"])
         item["hash"] = bytes(m["hash"]).hex()
         items.append(item)
     next_cursor = encode_cursor(int(rows[limit - 1]._mapping["seq"])) if len(rows) > limit else None

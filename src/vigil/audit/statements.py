@@ -37,12 +37,13 @@ class Statements:
     # (raw connection, record rows, (chain_id, seq, hash) per chain, now): insert the rows and
     # move the heads, in as few statements (and round trips) as the driver allows.
     write_batch: Callable[[Any, list[tuple[Any, ...]], list[tuple[str, int, bytes]], Any], None]
-    # Verification, per record of one chain in chain order: chain_seq, chain_id, the canonical
-    # JSON array of VERSION and every field but `details` (or the values to spell it from),
-    # the stored details text, prev_hash, hash. `spell_head(row)` gives that array's text;
-    # the verifier hashes it itself. A value not in exactly the form the writer stores spells
-    # differently, so its hash does not match and verify.py checks that chain the general way
-    # instead: this form only speeds up records that verify, it never decides that one fails.
+    # Verification, per record of one chain in chain order: chain_seq, chain_id, id, the
+    # canonical JSON array of VERSION and every field but `details` (or the values to spell it
+    # from), the stored details text (sealed or not), prev_hash, hash. `spell_head(row)` gives
+    # that array's text; the verifier hashes it itself. A value not in exactly the form the
+    # writer stores spells differently, so its hash does not match and verify.py checks that
+    # chain the general way instead: this form only speeds up records that verify, it never
+    # decides that one fails.
     chain_rows: str
     spell_head: Callable[[Sequence[Any]], str]
     # (raw connection, chain id) -> the chain_rows rows, streamed.
@@ -113,7 +114,7 @@ def _sqlite_write(
 
 def _chain_rows(head: str, mark: str) -> str:
     return (
-        f"SELECT chain_seq, chain_id, {head}, details, prev_hash, hash "  # noqa: S608
+        f"SELECT chain_seq, chain_id, id, {head}, details, prev_hash, hash "  # noqa: S608
         f"FROM audit_events WHERE chain_id = {mark} AND chain_seq >= {mark} ORDER BY chain_seq"
     )
 
@@ -141,7 +142,7 @@ SQLITE = Statements(
     stored_time=_sqlite_time,
     stored_moment=_sqlite_moment,
     write_batch=_sqlite_write,
-    spell_head=itemgetter(2),
+    spell_head=itemgetter(3),
     chain_records=_sqlite_chain_records,
     # `occurred_at` exactly in the writer's form ('YYYY-MM-DD HH:MM:SS.mmm000', text) or NULL.
     # SQLite's JSON strings escape exactly as Python's with ensure_ascii=False.
@@ -231,7 +232,7 @@ def psycopg_pq_version() -> int:
 
 
 def _encode_head(row: Sequence[Any]) -> str:
-    return canonical.encode_json(row[2:-3])
+    return canonical.encode_json(row[3:-3])
 
 
 def _identity(value: Any) -> Any:
@@ -259,7 +260,7 @@ POSTGRES = Statements(
     # functions (to_json per field, array_to_json) cost the server three times what the
     # driver and Python's C encoder cost here.
     chain_rows=(
-        f"SELECT e.chain_seq, e.chain_id, {canonical.VERSION}, "  # noqa: S608 - fixed names
+        f"SELECT e.chain_seq, e.chain_id, e.id, {canonical.VERSION}, "  # noqa: S608 - fixed
         + ", ".join(
             _PG_OCCURRED_AT if f == "occurred_at" else f"e.{f}" for f in canonical.FIELDS[:-1]
         )

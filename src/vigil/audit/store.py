@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from vigil.audit import canonical
 from vigil.audit.record import AuditRecord
+from vigil.audit.sealing import EMPTY, PLAINTEXT, Details
 from vigil.audit.signing import AuditSigner
 from vigil.audit.statements import Statements, statements_for
 from vigil.core.clock import Clock
@@ -40,8 +41,15 @@ def chain_of(record: AuditRecord) -> str:
 
 
 class AuditStore:
-    def __init__(self, signer: AuditSigner, clock: Clock, checkpoint_every: int) -> None:
+    def __init__(
+        self,
+        signer: AuditSigner,
+        clock: Clock,
+        checkpoint_every: int,
+        details: Details = PLAINTEXT,
+    ) -> None:
         self._signer, self._clock, self._every = signer, clock, checkpoint_every
+        self.details = details
 
     def append(self, conn: Connection, records: Sequence[AuditRecord]) -> None:
         """Link `records` onto their chains inside the caller's transaction.
@@ -74,6 +82,8 @@ class AuditStore:
         still_pending: list[str] = []
         every, version, stored_time = self._every, canonical.VERSION, sql.stored_time
         encoded_record, link = canonical.encoded_record, canonical.link_encoded
+        to_seal: list[tuple[int, str, str]] = []  # (row index, record id, canonical details)
+        sealing = self.details.seals
         for chain_id in chains:
             seq, prev, checkpointed = heads[chain_id]
             for record in by_chain[chain_id]:
@@ -85,6 +95,8 @@ class AuditStore:
                 hashed = link(
                     prev, encoded_record([version, rid, chain_id, seq, stamp, *tail], details)
                 )
+                if sealing and details != EMPTY:
+                    to_seal.append((len(rows), rid, details))
                 rows.append((rid, chain_id, seq, stored_time(stamp), *tail, details, prev, hashed))
                 prev = hashed
                 if seq - checkpointed >= every:
@@ -94,6 +106,12 @@ class AuditStore:
             moves.append((chain_id, seq, prev))
             if due and due[-1][0] == chain_id and checkpointed < seq:
                 still_pending.append(chain_id)
+        if to_seal:
+            # The hash covers the plaintext; the row stores it sealed (audit/sealing.py).
+            stored = self.details.stored_forms([(rid, text) for _, rid, text in to_seal])
+            for (i, _, _), text in zip(to_seal, stored, strict=True):
+                row = rows[i]
+                rows[i] = (*row[:-3], text, *row[-2:])
         sql.write_batch(raw, rows, moves, sql.stored_moment(now))
         for chain_id, seq, head in due:
             self._checkpoint(conn, chain_id, seq, head)

@@ -61,7 +61,11 @@ def verify(
         with _progress() as bar:
             task = bar.add_task("Verifying", total=total)
             reports = verify_store(
-                svc.db, svc.audit.signer, dealer, progress=lambda n: bar.advance(task, n)
+                svc.db,
+                svc.audit.signer,
+                dealer,
+                progress=lambda n: bar.advance(task, n),
+                details=svc.audit.details,
             )
         rows = [
             {
@@ -129,6 +133,7 @@ def export(
                 environment=environment,
                 since=_when(since),
                 until=_when(until),
+                details=svc.audit.details,
             ):
                 handle.write(line)
                 count += line.startswith('{"type":"record"')

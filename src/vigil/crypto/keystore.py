@@ -27,6 +27,9 @@ class Purpose(StrEnum):
     RECORDS = "records"
     OBJECTS = "objects"
     SECRETS = "secrets"
+    # Audit record details, under the pseudo-tenant "platform" only: they must survive the
+    # destruction of any dealer's keys (see vigil.audit.sealing).
+    AUDIT = "audit"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 from tests.support import factories
+from tests.support.audit_trail import opened_rows
 from tests.support.server import VigilServer
 
 from vigil.auth.scopes import Scope
@@ -90,14 +91,14 @@ def test_cli_mutations_are_audited_with_the_os_user(
     import json
 
     dealer_id = json.loads(out.stdout)["id"]
-    with services.db.read() as conn:
-        rows = conn.execute(
-            select(audit_events).where(
-                audit_events.c.action == "dealer.created", audit_events.c.target_id == dealer_id
-            )
-        ).all()
+    rows = opened_rows(
+        services,
+        select(audit_events).where(
+            audit_events.c.action == "dealer.created", audit_events.c.target_id == dealer_id
+        ),
+    )
     assert len(rows) == 1
-    row = rows[0]._mapping
+    row = rows[0]
     assert row["actor_type"] == "operator"
     assert row["actor_id"].startswith("cli:")
     assert row["details"]["via"] == "cli"

@@ -70,18 +70,19 @@ def test_secret_is_shown_once_and_rotation_returns_a_new_one(
     assert "secret" not in read.json()
     assert rotated.json()["secret"] not in (secret, None)
     assert rotated.json()["secret_rotating_until"] is not None
-    with services.db.read() as conn:  # the secret is in no audit record either
-        from sqlalchemy import select
+    from sqlalchemy import select
+    from tests.support.audit_trail import opened_rows
 
-        from vigil.storage.tables import audit_events
+    from vigil.storage.tables import audit_events
 
-        details = (
-            conn.execute(
-                select(audit_events.c.details).where(audit_events.c.target_id == endpoint_id)
-            )
-            .scalars()
-            .all()
-        )
+    # The secret is in no audit record either, sealed or opened.
+    rows = opened_rows(
+        services,
+        select(audit_events.c.id, audit_events.c.details).where(
+            audit_events.c.target_id == endpoint_id
+        ),
+    )
+    details = [r["details"] for r in rows]
     assert details
     assert not any(secret in str(d) or rotated.json()["secret"] in str(d) for d in details)
 

@@ -132,7 +132,7 @@ def test_sigterm_drains_and_signs_every_chain_head(
     srv.stop()  # SIGTERM
     from vigil.audit.verify import verify_store
 
-    reports = verify_store(svc.db, svc.audit.signer)
+    reports = verify_store(svc.db, svc.audit.signer, details=svc.audit.details)
     assert reports
     assert all(r.ok for r in reports)
     assert [r.chain_id for r in reports if r.unsigned_tail] == []

@@ -45,7 +45,7 @@ def list_audit_events(
         result,
         request_id,
     )
-    items, next_cursor = list_events(svc.db, actor.tenant, flt, limit, cursor)
+    items, next_cursor = list_events(svc.db, actor.tenant, flt, limit, cursor, svc.audit.details)
     return {"data": items, "next_cursor": next_cursor}
 
 
@@ -72,6 +72,7 @@ def export_audit_events(
                 environment=tenant.environment.value,
                 since=since,
                 until=until,
+                details=svc.audit.details,
             )
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")

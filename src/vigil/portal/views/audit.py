@@ -56,7 +56,8 @@ def _filters(request: Request) -> tuple[dict[str, str], AuditFilter]:
 def audit_log(request: Request, actor: AuditRead, cursor: str | None = None) -> Response:
     assert actor.tenant is not None
     raw, flt = _filters(request)
-    items, next_cursor = list_events(services_of(request).db, actor.tenant, flt, 50, cursor)
+    svc = services_of(request)
+    items, next_cursor = list_events(svc.db, actor.tenant, flt, 50, cursor, svc.audit.details)
     query = "&".join(f"{k}={v}" for k, v in raw.items() if v)
     return render(
         request, "audit.html", items=items, filters=raw, next_cursor=next_cursor, query=query
@@ -81,6 +82,7 @@ def audit_export(request: Request, actor: AuditRead) -> Response:
                 environment=tenant.environment.value,
                 since=flt.since,
                 until=flt.until,
+                details=svc.audit.details,
             )
 
     name = f"vigil-audit-{tenant.dealer_id}-{now:%Y%m%dT%H%M%SZ}.jsonl"
@@ -97,5 +99,7 @@ def audit_verify(request: Request, actor: AuditRead) -> Response:
     assert actor.tenant is not None
     svc = services_of(request)
     svc.audit.checkpoint_all()
-    reports = verify_store(svc.db, svc.audit.signer, actor.tenant.dealer_id)
+    reports = verify_store(
+        svc.db, svc.audit.signer, actor.tenant.dealer_id, details=svc.audit.details
+    )
     return render(request, "verify.html", reports=reports, at=svc.clock.now())

@@ -49,7 +49,12 @@ def dashboard(request: Request, actor: Operator) -> Response:
         sites = svc.sites.list(actor, limit=200).items
     if view.can(Scope.AUDIT_READ):
         recent, _ = list_events(
-            svc.db, tenant, AuditFilter(None, None, None, None, None, None), 8, None
+            svc.db,
+            tenant,
+            AuditFilter(None, None, None, None, None, None),
+            8,
+            None,
+            svc.audit.details,
         )
     dealer = svc.dealers.get(tenant.dealer_id)
     return render(
