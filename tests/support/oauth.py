@@ -73,13 +73,16 @@ def client(
     redirect_uris: list[str] | None = None,
     confidential: bool = False,
     scopes: Iterable[Scope] = tuple(Scope),
+    auth_method: AuthMethod | None = None,
 ) -> Client:
+    """A public client, or a confidential one (`client_secret_post` unless `auth_method`)."""
     cred = cred or factories.credential(services, scopes=scopes)
+    confidential = confidential or auth_method not in (None, AuthMethod.NONE)
     registration, secret = services.oauth_clients.register(
         factories.OPERATOR,
         cred.app.id,
         client_type=ClientType.CONFIDENTIAL if confidential else ClientType.PUBLIC,
-        auth_method=AuthMethod.SECRET_POST if confidential else AuthMethod.NONE,
+        auth_method=auth_method or (AuthMethod.SECRET_POST if confidential else AuthMethod.NONE),
         redirect_uris=redirect_uris or [REDIRECT],
     )
     return Client(cred, registration, secret)
