@@ -92,3 +92,4 @@ class AuditAction(StrEnum):
     USER_DISABLED = "user.disabled"
     USER_ENABLED = "user.enabled"
     OAUTH_PURGED = "oauth.purged"
+    USERS_LISTED = "user.listed"
