@@ -122,6 +122,9 @@ async def serve(settings: Settings, services: Services) -> None:
     sweep_task = asyncio.create_task(
         sweep_presence(services, settings.presence_sweep_seconds, stop_sweeping)
     )
+    oauth_purge_task = asyncio.create_task(
+        purge_oauth(services, settings.oauth_purge_seconds, stop_sweeping)
+    )
     stop_worker = asyncio.Event()
     worker_task = (
         asyncio.create_task(services.webhooks.worker().run(stop_worker))
@@ -134,6 +137,7 @@ async def serve(settings: Settings, services: Services) -> None:
         purge_task.cancel()
         stop_sweeping.set()
         await sweep_task  # lets a sweep in flight finish before the database is closed
+        await oauth_purge_task
         http.should_exit = True
         await http_task
         stop_worker.set()
@@ -160,6 +164,21 @@ async def purge_daily(services: Services) -> None:
         except Exception:  # retried tomorrow; a failed purge never loses a record
             log.exception("audit retention purge failed")
         await asyncio.sleep(PURGE_EVERY)
+
+
+async def purge_oauth(services: Services, every: float, stop: asyncio.Event) -> None:
+    """Delete expired OAuth tokens, spent codes and expired `jti` entries every `every`
+    seconds until `stop` (vigil.auth.oauth.purge says what is kept and why)."""
+    actor = Actor(type=ActorType.SYSTEM, id="oauth-purge", via="server")
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if stop.is_set():
+            return
+        try:
+            await asyncio.to_thread(services.oauth.purge, actor)
+        except Exception:  # the next round retries; the purge is one transaction
+            log.exception("oauth purge failed")
 
 
 async def sweep_presence(services: Services, every: float, stop: asyncio.Event) -> None:

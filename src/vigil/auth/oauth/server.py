@@ -20,6 +20,7 @@ from vigil.auth.oauth.clients import OAuthClient, basic_credentials
 from vigil.auth.oauth.context import Call, OAuthContext
 from vigil.auth.oauth.csrf import CsrfTokens
 from vigil.auth.oauth.errors import OAuthError, UnsupportedGrantType
+from vigil.auth.oauth.purge import Purged, purge
 from vigil.auth.principal import ActorType
 
 GRANTS = {
@@ -56,6 +57,10 @@ class OAuthServer:
 
     def revoke(self, form: dict[str, str], call: Call, authorization: str | None = None) -> None:
         revocation.revoke(self.ctx, self._client(form, authorization), form, call)
+
+    def purge(self, actor: Actor) -> Purged:
+        """Delete expired tokens, spent codes and expired `jti` entries (see purge.py)."""
+        return purge(self.ctx.db, self.ctx.audit, self.ctx.clock, actor)
 
     def mark_exposed(self, actor: Actor, value: str) -> bool:
         return revocation.revoke_exposed(self.ctx, value, actor)
