@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,29 +170,29 @@ async def purge_oauth(services: Services, every: float, stop: asyncio.Event) -> 
     """Delete expired OAuth tokens, spent codes and expired `jti` entries every `every`
     seconds until `stop` (vigil.auth.oauth.purge says what is kept and why)."""
     actor = Actor(type=ActorType.SYSTEM, id="oauth-purge", via="server")
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-        if stop.is_set():
-            return
-        try:
-            await asyncio.to_thread(services.oauth.purge, actor)
-        except Exception:  # the next round retries; the purge is one transaction
-            log.exception("oauth purge failed")
+    # One transaction per round: a failed one changed nothing, and the next retries.
+    await repeat(lambda: services.oauth.purge(actor), every, stop, "oauth purge")
 
 
 async def sweep_presence(services: Services, every: float, stop: asyncio.Event) -> None:
     """Take devices past their heartbeat window offline, every `every` seconds until `stop`.
 
     Safe with several server processes on one database: each transition is a conditional
-    update, so only one sweeper announces a given device going offline.
+    update, so only one sweeper announces a given device going offline. A failed sweep
+    half-announced nothing; the next one retries.
     """
+    await repeat(services.presence.mark_overdue, every, stop, "presence sweep")
+
+
+async def repeat(job: Callable[[], object], every: float, stop: asyncio.Event, what: str) -> None:
+    """Run `job` in a worker thread every `every` seconds until `stop` is set; a failure is
+    logged and the next round runs as usual."""
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
         if stop.is_set():
             return
         try:
-            await asyncio.to_thread(services.presence.mark_overdue)
-        except Exception:  # the next sweep retries; nothing was half-announced
-            log.exception("presence sweep failed")
+            await asyncio.to_thread(job)
+        except Exception:
+            log.exception("%s failed", what)

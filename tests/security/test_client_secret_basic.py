@@ -77,18 +77,10 @@ def test_authlib_client_uses_basic_for_token_refresh_revocation_and_introspectio
     url, state = session.create_authorization_url(
         server.base_url + "/oauth/authorize", code_verifier=verifier
     )
-    with httpx.Client(verify=server.ssl_context(), trust_env=False) as browser:
-        page = browser.get(url)
-        form = oauth.form_of(page.text) | {
-            "email": u.email,
-            "password": oauth.PASSWORD,
-            "decision": "approve",
-        }
-        landed = browser.post(server.base_url + "/oauth/authorize", data=form)
-    assert landed.status_code == 303, landed.text
+    landed = oauth.consent_redirect(server, url, u.email)
     token: dict[str, Any] = session.fetch_token(
         server.base_url + "/oauth/token",
-        authorization_response=landed.headers["location"],
+        authorization_response=landed,
         state=state,
         code_verifier=verifier,
     )

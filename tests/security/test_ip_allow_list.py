@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 from tests.support import factories
 from tests.support.server import VigilServer
 
@@ -47,13 +50,15 @@ def test_refusal_is_a_problem_document(server: VigilServer, services: Services) 
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_refusal_is_audited_under_the_keys_owner(server: VigilServer, services: Services) -> None:
+def refused_and_recorded(
+    server: VigilServer, services: Services, token: str
+) -> tuple[httpx.Response, Any]:
+    """A call from outside the allow list: the response and its audit record."""
     from sqlalchemy import select
 
     from vigil.storage.tables import audit_events
 
-    cred = factories.credential(services, ip_allow_list=["203.0.113.0/24"])
-    with server.client(cred.token, headers={"X-Forwarded-For": "192.0.2.1"}) as client:
+    with server.client(token, headers={"X-Forwarded-For": "192.0.2.1"}) as client:
         response = client.get("/v1/me")
     with services.db.read() as conn:
         row = (
@@ -62,17 +67,23 @@ def test_refusal_is_audited_under_the_keys_owner(server: VigilServer, services: 
                     audit_events.c.request_id == response.headers["x-request-id"]
                 )
             )
+            .mappings()
             .one()
-            ._mapping
         )
     assert response.status_code == 403
     assert response.json()["code"] == "address_not_allowed"
+    assert row["action"] == "access.denied"
+    return response, row
+
+
+def test_refusal_is_audited_under_the_keys_owner(server: VigilServer, services: Services) -> None:
+    cred = factories.credential(services, ip_allow_list=["203.0.113.0/24"])
+    _, row = refused_and_recorded(server, services, cred.token)
     assert (row["dealer_id"], row["credential_id"], row["source_ip"]) == (
         cred.dealer.id,
         cred.key_id,
         "192.0.2.1",
     )
-    assert row["action"] == "access.denied"
 
 
 def test_user_access_token_is_bound_by_its_apps_allow_list(
@@ -122,30 +133,10 @@ def test_partner_token_is_bound_by_the_partners_allow_list(
 def test_token_refused_for_its_address_is_audited_under_its_owner(
     server: VigilServer, services: Services
 ) -> None:
-    from sqlalchemy import select
     from tests.support import oauth
-
-    from vigil.storage.tables import audit_events
 
     cred = factories.credential(services, ip_allow_list=["203.0.113.0/24"])
     u = oauth.user(services, cred.dealer.id)
     access = oauth.tokens(server, oauth.client(services, cred), u)["access_token"]
-    with server.client(access, headers={"X-Forwarded-For": "192.0.2.1"}) as client:
-        response = client.get("/v1/me")
-    assert response.status_code == 403
-    assert response.json()["code"] == "address_not_allowed"
-    with services.db.read() as conn:
-        row = (
-            conn.execute(
-                select(audit_events).where(
-                    audit_events.c.request_id == response.headers["x-request-id"]
-                )
-            )
-            .mappings()
-            .one()
-        )
-    assert (row["actor_id"], row["dealer_id"], row["action"]) == (
-        u.id,
-        cred.dealer.id,
-        "access.denied",
-    )
+    _, row = refused_and_recorded(server, services, access)
+    assert (row["actor_id"], row["dealer_id"]) == (u.id, cred.dealer.id)

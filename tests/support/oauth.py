@@ -122,6 +122,17 @@ def sign_in(
     return http.post("/oauth/authorize", data=form)
 
 
+def consent_redirect(server: VigilServer, url: str, email: str) -> str:
+    """What a user's browser does with an authorization URL a client library built: open the
+    page, sign in, approve. The redirect back to the client."""
+    with httpx.Client(verify=server.ssl_context(), trust_env=False) as browser:
+        page = browser.get(url)
+        form = form_of(page.text) | {"email": email, "password": PASSWORD, "decision": "approve"}
+        landed = browser.post(server.base_url + "/oauth/authorize", data=form)
+    assert landed.status_code == 303, landed.text
+    return str(landed.headers["location"])
+
+
 def code_from(response: httpx.Response) -> dict[str, str]:
     assert response.status_code == 303, response.text
     query = parse_qs(urlsplit(response.headers["location"]).query)
