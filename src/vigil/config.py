@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     oauth_access_token_seconds: int = Field(default=3600, ge=60, le=86400)
     oauth_assertion_token_seconds: int = Field(default=3600, ge=60, le=3600)
     oauth_refresh_token_days: int = Field(default=30, ge=1, le=90)
+    # How often `vigil serve` deletes expired tokens, spent codes and expired jti entries.
+    oauth_purge_seconds: float = Field(default=3600.0, gt=0, le=86400)
 
     # Platform-level audit records (no dealer); dealers' own retention is set per dealer (S17).
     audit_retention_days: int = Field(default=365, ge=365, le=2557)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +122,9 @@ async def serve(settings: Settings, services: Services) -> None:
     sweep_task = asyncio.create_task(
         sweep_presence(services, settings.presence_sweep_seconds, stop_sweeping)
     )
+    oauth_purge_task = asyncio.create_task(
+        purge_oauth(services, settings.oauth_purge_seconds, stop_sweeping)
+    )
     stop_worker = asyncio.Event()
     worker_task = (
         asyncio.create_task(services.webhooks.worker().run(stop_worker))
@@ -134,6 +137,7 @@ async def serve(settings: Settings, services: Services) -> None:
         purge_task.cancel()
         stop_sweeping.set()
         await sweep_task  # lets a sweep in flight finish before the database is closed
+        await oauth_purge_task
         http.should_exit = True
         await http_task
         stop_worker.set()
@@ -162,18 +166,33 @@ async def purge_daily(services: Services) -> None:
         await asyncio.sleep(PURGE_EVERY)
 
 
+async def purge_oauth(services: Services, every: float, stop: asyncio.Event) -> None:
+    """Delete expired OAuth tokens, spent codes and expired `jti` entries every `every`
+    seconds until `stop` (vigil.auth.oauth.purge says what is kept and why)."""
+    actor = Actor(type=ActorType.SYSTEM, id="oauth-purge", via="server")
+    # One transaction per round: a failed one changed nothing, and the next retries.
+    await repeat(lambda: services.oauth.purge(actor), every, stop, "oauth purge")
+
+
 async def sweep_presence(services: Services, every: float, stop: asyncio.Event) -> None:
     """Take devices past their heartbeat window offline, every `every` seconds until `stop`.
 
     Safe with several server processes on one database: each transition is a conditional
-    update, so only one sweeper announces a given device going offline.
+    update, so only one sweeper announces a given device going offline. A failed sweep
+    half-announced nothing; the next one retries.
     """
+    await repeat(services.presence.mark_overdue, every, stop, "presence sweep")
+
+
+async def repeat(job: Callable[[], object], every: float, stop: asyncio.Event, what: str) -> None:
+    """Run `job` in a worker thread every `every` seconds until `stop` is set; a failure is
+    logged and the next round runs as usual."""
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
         if stop.is_set():
             return
         try:
-            await asyncio.to_thread(services.presence.mark_overdue)
-        except Exception:  # the next sweep retries; nothing was half-announced
-            log.exception("presence sweep failed")
+            await asyncio.to_thread(job)
+        except Exception:
+            log.exception("%s failed", what)

@@ -73,13 +73,16 @@ def client(
     redirect_uris: list[str] | None = None,
     confidential: bool = False,
     scopes: Iterable[Scope] = tuple(Scope),
+    auth_method: AuthMethod | None = None,
 ) -> Client:
+    """A public client, or a confidential one (`client_secret_post` unless `auth_method`)."""
     cred = cred or factories.credential(services, scopes=scopes)
+    confidential = confidential or auth_method not in (None, AuthMethod.NONE)
     registration, secret = services.oauth_clients.register(
         factories.OPERATOR,
         cred.app.id,
         client_type=ClientType.CONFIDENTIAL if confidential else ClientType.PUBLIC,
-        auth_method=AuthMethod.SECRET_POST if confidential else AuthMethod.NONE,
+        auth_method=auth_method or (AuthMethod.SECRET_POST if confidential else AuthMethod.NONE),
         redirect_uris=redirect_uris or [REDIRECT],
     )
     return Client(cred, registration, secret)
@@ -117,6 +120,17 @@ def sign_in(
     assert page.status_code == 200, page.text
     form = form_of(page.text) | {"email": email, "password": password, "decision": "approve"}
     return http.post("/oauth/authorize", data=form)
+
+
+def consent_redirect(server: VigilServer, url: str, email: str) -> str:
+    """What a user's browser does with an authorization URL a client library built: open the
+    page, sign in, approve. The redirect back to the client."""
+    with httpx.Client(verify=server.ssl_context(), trust_env=False) as browser:
+        page = browser.get(url)
+        form = form_of(page.text) | {"email": email, "password": PASSWORD, "decision": "approve"}
+        landed = browser.post(server.base_url + "/oauth/authorize", data=form)
+    assert landed.status_code == 303, landed.text
+    return str(landed.headers["location"])
 
 
 def code_from(response: httpx.Response) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """OAuth 2.0 endpoints (S10, S11): authorize, token, revoke, introspect, server metadata.
 
-All are public at the edge: clients authenticate in the request body (RFC 6749 section 2.3),
+All are public at the edge: clients authenticate with HTTP Basic or in the request body (RFC
+6749 section 2.3; the edge leaves a Basic header on these three routes to the OAuth server),
 users through the sign-in form, partners through their signed assertion. Errors follow RFC 6749
 section 5.2 (`{"error", "error_description"}`), the documented exception to problem+json, and
 the authorization endpoint shows errors it may not redirect on an HTML page.
@@ -34,7 +35,9 @@ Svc = Annotated[Services, Depends(services)]
 MAX_FORM = 16 * 1024
 MAX_FIELDS = 30
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
-CLIENT_AUTH = "clients authenticate in the request body (RFC 6749 section 2.3), not at the edge"
+CLIENT_AUTH = "clients authenticate by HTTP Basic or the body (RFC 6749 2.3), not at the edge"
+# RFC 7235 section 3.1: a 401 names the scheme to use; Basic is the one clients send here.
+CLIENT_CHALLENGE = {"www-authenticate": 'Basic realm="vigil-oauth", charset="UTF-8"'}
 
 
 def _failures(request: Request) -> TokenBuckets:
@@ -53,6 +56,11 @@ def _call(request: Request) -> Call:
         getattr(st, "client_ip", None),
         (request.headers.get("user-agent") or "")[:300] or None,
     )
+
+
+def _authorization(request: Request) -> str | None:
+    """The Authorization header, for HTTP Basic client authentication (the edge let it pass)."""
+    return request.headers.get("authorization")
 
 
 def _single(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -83,7 +91,8 @@ async def read_form(request: Request) -> dict[str, str]:
 
 def oauth_error(request: Request, error: OAuthError) -> JSONResponse:
     request.state.error = error.error
-    return JSONResponse(error.as_json(), status_code=error.status, headers=NO_STORE)
+    headers = NO_STORE | CLIENT_CHALLENGE if error.status == 401 else NO_STORE
+    return JSONResponse(error.as_json(), status_code=error.status, headers=headers)
 
 
 @router.get(
@@ -215,7 +224,9 @@ async def _sign_in_failed(svc: Services, req: authz.AuthorizationRequest, call: 
 async def token(request: Request, svc: Svc) -> Response:
     try:
         form = await read_form(request)
-        body = await run_in_threadpool(svc.oauth.token, form, _call(request))
+        body = await run_in_threadpool(
+            svc.oauth.token, form, _call(request), _authorization(request)
+        )
     except OAuthError as error:
         return oauth_error(request, error)
     return JSONResponse(body, headers=NO_STORE)
@@ -229,7 +240,7 @@ async def token(request: Request, svc: Svc) -> Response:
 async def revoke(request: Request, svc: Svc) -> Response:
     try:
         form = await read_form(request)
-        await run_in_threadpool(svc.oauth.revoke, form, _call(request))
+        await run_in_threadpool(svc.oauth.revoke, form, _call(request), _authorization(request))
     except OAuthError as error:
         return oauth_error(request, error)
     return JSONResponse({}, headers=NO_STORE)
@@ -243,7 +254,9 @@ async def revoke(request: Request, svc: Svc) -> Response:
 async def introspect(request: Request, svc: Svc) -> Response:
     try:
         form = await read_form(request)
-        body = await run_in_threadpool(svc.oauth.introspect, form, _call(request))
+        body = await run_in_threadpool(
+            svc.oauth.introspect, form, _call(request), _authorization(request)
+        )
     except OAuthError as error:
         return oauth_error(request, error)
     return JSONResponse(body, headers=NO_STORE)

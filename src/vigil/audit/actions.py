@@ -85,3 +85,11 @@ class AuditAction(StrEnum):
     USER_RECOVERY_CODE_USED = "user.recovery_code_used"
     USER_PASSWORD_RESET = "user.password_reset"
     USER_ROLE_CHANGED = "user.role_changed"
+    # OAuth lifecycle (issue 6, session 3): partners and users disabled, tokens purged.
+    PARTNER_DISABLED = "partner.disabled"
+    PARTNER_ENABLED = "partner.enabled"
+    PARTNER_ALLOW_LIST_SET = "partner.allow_list_set"
+    USER_DISABLED = "user.disabled"
+    USER_ENABLED = "user.enabled"
+    OAUTH_PURGED = "oauth.purged"
+    USERS_LISTED = "user.listed"

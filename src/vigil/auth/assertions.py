@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.exc import IntegrityError
 
 from vigil.storage.db import Database
@@ -249,13 +248,12 @@ def replayed(claims: Mapping[str, Any]) -> AssertionRefused:
 
 def consume_jti(conn: Connection, claims: Mapping[str, Any], now: datetime) -> None:
     """First use wins: the primary key makes the insert atomic in every process. A replay
-    raises IntegrityError, which aborts the caller's transaction (see `replayed`)."""
+    raises IntegrityError, which aborts the caller's transaction (see `replayed`). The row is
+    kept until `exp` + skew, when the `exp` check refuses the assertion by itself; deleting it
+    after that is the purge job's (vigil.auth.oauth.purge)."""
     keep_until = datetime.fromtimestamp(float(claims["exp"]) + SKEW, tz=now.tzinfo)
     conn.execute(
         insert(assertion_jtis).values(
             issuer=str(claims["iss"]), jti=str(claims["jti"]), expires_at=keep_until
         )
     )
-    if random.random() < 0.01:  # noqa: S311 - amortised clean-up, not security
-        cutoff = now - timedelta(seconds=SKEW)
-        conn.execute(delete(assertion_jtis).where(assertion_jtis.c.expires_at < cutoff))

@@ -12,6 +12,7 @@ from vigil.cli import (
     dealers,
     keys,
     kms,
+    oauth,
     oauth_clients,
     partners,
     serve,
@@ -34,6 +35,7 @@ cli.add_typer(keys.app, name="keys")
 cli.add_typer(audit.app, name="audit")
 cli.add_typer(users.app, name="users")
 cli.add_typer(oauth_clients.app, name="oauth-clients")
+cli.add_typer(oauth.app, name="oauth")
 cli.add_typer(partners.app, name="partners")
 cli.add_typer(webhooks.app, name="webhooks")
 cli.command("worker")(webhooks.worker)

@@ -19,7 +19,9 @@ def register(
     app_id: str = typer.Option(..., "--app", help="App id (becomes the client id)."),
     client_type: ClientType = typer.Option(..., "--type", help="public or confidential."),
     auth_method: AuthMethod = typer.Option(
-        AuthMethod.NONE, "--auth", help="none, client_secret_post or private_key_jwt."
+        AuthMethod.NONE,
+        "--auth",
+        help="none, client_secret_basic, client_secret_post or private_key_jwt.",
     ),
     redirect_uris: str = typer.Option(..., "--redirect-uris", help="Comma-separated."),
     jwks: Path | None = typer.Option(None, "--jwks", help="Public JWKS (private_key_jwt)."),

@@ -20,6 +20,10 @@ JwksOption = typer.Option(
     ..., "--jwks", help="File with the partner's public JWKS (uploaded; never fetched from a URL)."
 )
 
+IpAllowOption = typer.Option(
+    None, "--ip-allow", help="CIDRs the partner's tokens may be used from (comma-separated)."
+)
+
 
 def read_jwks(path: Path) -> dict[str, Any]:
     try:
@@ -37,6 +41,7 @@ def create(
     environment: Environment = typer.Option(..., "--environment", help="sandbox or production."),
     scopes: str = typer.Option(..., "--scopes", help="The most the partner may ever hold."),
     jwks: Path = JwksOption,
+    ip_allow: str | None = IpAllowOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Register a partner with its public keys."""
@@ -47,6 +52,7 @@ def create(
             environment=environment,
             scopes=parse_scopes(split_csv(scopes)),
             jwks=read_jwks(jwks),
+            ip_allow_list=split_csv(ip_allow),
         )
         emit(partner.as_json(), as_json, lambda p: typer.echo(f"Created partner {p['id']}"))
 
@@ -92,4 +98,36 @@ def authorize(
             {"partner_id": partner, "dealer_id": dealer, "scopes": encode_scopes(granted)},
             as_json,
             lambda d: typer.echo(f"{d['dealer_id']} authorizes {d['partner_id']}: {d['scopes']}"),
+        )
+
+
+@app.command("disable")
+def disable(partner: str = typer.Option(..., "--partner", help="Partner id.")) -> None:
+    """Stop the partner: no new token, and every token it holds revoked at once."""
+    with friendly_errors(), open_services() as svc:
+        revoked = svc.partners.set_disabled(operator(), partner, True)
+        typer.echo(f"Disabled {partner}; {revoked} token(s) revoked")
+
+
+@app.command("enable")
+def enable(partner: str = typer.Option(..., "--partner", help="Partner id.")) -> None:
+    """Let a disabled partner obtain tokens again (revoked tokens stay revoked)."""
+    with friendly_errors(), open_services() as svc:
+        svc.partners.set_disabled(operator(), partner, False)
+        typer.echo(f"Enabled {partner}")
+
+
+@app.command("set-ip-allow-list")
+def set_ip_allow_list(
+    partner: str = typer.Option(..., "--partner", help="Partner id."),
+    ip_allow: str = typer.Option("", "--ip-allow", help="CIDRs, comma-separated; empty clears."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Bind the partner's tokens to networks, checked on every request."""
+    with friendly_errors(), open_services() as svc:
+        updated = svc.partners.set_ip_allow_list(operator(), partner, split_csv(ip_allow))
+        emit(
+            updated.as_json(),
+            as_json,
+            lambda p: typer.echo(f"{p['id']} allow list: {', '.join(p['ip_allow_list']) or '-'}"),
         )

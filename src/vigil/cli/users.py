@@ -6,8 +6,18 @@ import sys
 
 import typer
 
+from vigil.audit.actions import AuditAction
 from vigil.cli.context import open_services
-from vigil.cli.output import JsonOption, emit, fail, friendly_errors, operator, split_csv
+from vigil.cli.output import (
+    JsonOption,
+    emit,
+    fail,
+    friendly_errors,
+    operator,
+    record_read,
+    split_csv,
+    table,
+)
 from vigil.tenancy.users import Role
 
 app = typer.Typer(help="Manage users who sign in to grant apps access.", no_args_is_help=True)
@@ -45,3 +55,41 @@ def create(
             site_ids=split_csv(sites),
         )
         emit(user.as_json(), as_json, lambda u: typer.echo(f"Created user {u['id']} ({u['role']})"))
+
+
+@app.command("list")
+def list_users(
+    dealer: str | None = typer.Option(None, "--dealer", help="Only this dealer's users."),
+    as_json: bool = JsonOption,
+) -> None:
+    """List users (never their password hashes)."""
+    with friendly_errors(), open_services() as svc:
+        rows = [u.as_json() for u in svc.users.list(dealer)]
+        record_read(svc, AuditAction.USERS_LISTED, "user", len(rows), dealer=dealer)
+        columns = ["id", "dealer_id", "email", "role", "site_ids", "disabled_at"]
+        emit(rows, as_json, lambda r: table(r, columns, "Users"))
+
+
+@app.command("disable")
+def disable(
+    user_id: str = typer.Argument(..., help="User id."), as_json: bool = JsonOption
+) -> None:
+    """Disable a user: sign-in refused; their tokens, grants and portal sessions revoked now."""
+    with friendly_errors(), open_services() as svc:
+        counts = svc.users.set_disabled(operator(), user_id, True)
+        emit(
+            {"id": user_id, **counts},
+            as_json,
+            lambda d: typer.echo(
+                f"Disabled {user_id}: {d['tokens_revoked']} token(s), {d['grants_revoked']} "
+                f"grant(s), {d['sessions_revoked']} portal session(s) revoked"
+            ),
+        )
+
+
+@app.command("enable")
+def enable(user_id: str = typer.Argument(..., help="User id.")) -> None:
+    """Let a disabled user sign in again (apps must ask for consent again)."""
+    with friendly_errors(), open_services() as svc:
+        svc.users.set_disabled(operator(), user_id, False)
+        typer.echo(f"Enabled {user_id}")

@@ -13,10 +13,16 @@ from typing import Any
 from vigil.auth.principal import Principal
 from vigil.core.errors import AuthenticationFailed, RateLimited, VigilError
 from vigil.edge.asgi import Scope
-from vigil.edge.credentials import credential_in, query_credentials
+from vigil.edge.credentials import CLIENT_AUTH_PATHS, credential_in, is_basic, query_credentials
 from vigil.edge.rate_limit import TokenBuckets
 
 Verifier = Callable[[str, str | None], Principal]
+
+
+BASIC_REFUSED = (
+    "HTTP Basic is only for OAuth client authentication at /oauth/token, /oauth/revoke and "
+    "/oauth/introspect; call the API with 'Authorization: Bearer <key or access token>'."
+)
 
 
 def _refuse_credentials_in_url(scope: Scope) -> None:
@@ -26,6 +32,17 @@ def _refuse_credentials_in_url(scope: Scope) -> None:
             "Send credentials in the Authorization header, never in the URL.",
             error="invalid_request",
         )
+
+
+def _client_credentials(scope: Scope, token: str) -> bool:
+    """True for OAuth client credentials (HTTP Basic on the OAuth endpoints), which the OAuth
+    server checks itself (constant time, by the client's registered method): no principal
+    comes of them here. Basic anywhere else is refused."""
+    if not is_basic(token):
+        return False
+    if scope.get("path") in CLIENT_AUTH_PATHS:
+        return True
+    raise AuthenticationFailed(BASIC_REFUSED, error="invalid_request")
 
 
 class Authenticator:
@@ -47,6 +64,8 @@ class Authenticator:
         token = credential_in(authorization)
         try:
             _refuse_credentials_in_url(scope)
+            if token is not None and _client_credentials(scope, token):
+                return None
             if token is not None:
                 wait = self.failures.wait(ip_key)
                 if wait > 0:

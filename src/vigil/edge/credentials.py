@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+from vigil.auth.oauth.metadata import INTROSPECT, REVOKE, TOKEN
 from vigil.edge.asgi import Scope, header
 
 QUERY_CREDENTIAL_NAMES = frozenset({"api_key", "apikey", "key", "access_token", "token"})
 SESSION_COOKIE_PREFIX = "__Host-vigil_session"
+# The only routes where `Authorization: Basic` means something: OAuth client authentication
+# (RFC 6749 section 2.3.1). The edge leaves it there to the OAuth server; anywhere else it is
+# refused, never read as an API key.
+CLIENT_AUTH_PATHS = frozenset({TOKEN, REVOKE, INTROSPECT})
 
 
 def bearer_token(scope: Scope) -> str | None:
@@ -26,6 +31,10 @@ def credential_in(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return authorization  # a credential all the same (Basic, raw key): never ignored
     return token.strip()
+
+
+def is_basic(authorization: str) -> bool:
+    return authorization.lstrip().partition(" ")[0].lower() == "basic"
 
 
 def query_credentials(scope: Scope) -> list[str]:

@@ -419,6 +419,7 @@ oauth_codes = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("used_at", UtcDateTime, nullable=True),
+    Index("ix_oauth_codes_expiry", "expires_at"),  # the purge job (0010)
 )
 
 # Access and refresh tokens. The access-token lookup on the hot path is one primary-key read
@@ -447,6 +448,9 @@ oauth_tokens = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     Index("ix_oauth_tokens_family", "family_id"),
     Index("ix_oauth_tokens_grant", "grant_id"),
+    # Revoking every token of a user or partner, and the purge job (0010).
+    Index("ix_oauth_tokens_actor", "actor_id"),
+    Index("ix_oauth_tokens_expiry", "expires_at"),
 )
 
 # Service-to-service partners (RFC 7523): their public keys are uploaded, never fetched.
@@ -458,6 +462,9 @@ partners = Table(
     Column("environment", String(20), nullable=False),
     Column("scopes", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # A disabled partner gets no token and its tokens are revoked; NULL allow list = none (0010).
+    Column("disabled_at", UtcDateTime, nullable=True),
+    Column("ip_allow_list", JSON, nullable=True),
 )
 
 partner_keys = Table(

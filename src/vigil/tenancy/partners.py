@@ -4,6 +4,11 @@ Their public keys are uploaded as a JWKS (CLI or API), never fetched from a URL 
 several are active at once, told apart by `kid`, and each can be retired from a date on, so a
 partner rotates by uploading the next key before retiring the last. A partner acts for a dealer
 only once that dealer has authorized it, and only within the scopes it authorized.
+
+Taking trust back takes the tokens with it: withdrawing or narrowing a dealer's authorization
+revokes the partner's live tokens for that dealer, and disabling a partner revokes all of its
+tokens, in the transaction that records the change (effective on the next request). Revoking
+rather than trimming scopes keeps one rule: a token never outlives the consent it came from.
 """
 
 from __future__ import annotations
@@ -13,19 +18,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from vigil.audit.actions import AuditAction
 from vigil.audit.log import AuditLog
 from vigil.auth.actor import Actor
 from vigil.auth.assertions import check_key
-from vigil.auth.principal import Environment
+from vigil.auth.oauth.token_store import revoke_where
+from vigil.auth.principal import ActorType, Environment
 from vigil.auth.scopes import Scope, decode_scopes, encode_scopes
 from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput, NotFound
 from vigil.core.ids import new_id
 from vigil.storage.db import Database
-from vigil.storage.tables import dealers, partner_authorizations, partner_keys, partners
+from vigil.storage.tables import (
+    dealers,
+    oauth_tokens,
+    partner_authorizations,
+    partner_keys,
+    partners,
+)
+from vigil.tenancy.models import IpNetwork, parse_networks
 
 MAX_KEYS = 20
 
@@ -37,6 +50,8 @@ class Partner:
     environment: Environment
     scopes: frozenset[Scope]
     created_at: datetime
+    disabled_at: datetime | None = None
+    ip_allow_list: tuple[IpNetwork, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +60,8 @@ class Partner:
             "environment": self.environment.value,
             "scopes": sorted(s.value for s in self.scopes),
             "created_at": self.created_at.isoformat(),
+            "disabled_at": self.disabled_at.isoformat() if self.disabled_at else None,
+            "ip_allow_list": [str(n) for n in self.ip_allow_list],
         }
 
 
@@ -83,6 +100,7 @@ class PartnerService:
         environment: Environment,
         scopes: Iterable[Scope],
         jwks: Mapping[str, Any],
+        ip_allow_list: Iterable[str] = (),
     ) -> Partner:
         name = name.strip()
         if not 0 < len(name) <= 200:
@@ -91,8 +109,9 @@ class PartnerService:
         if not granted:
             raise InvalidInput("A partner needs at least one scope.")
         keys = public_keys_of(jwks)
+        networks = _networks(ip_allow_list)
         now = self._clock.now()
-        partner = Partner(new_id("ptn"), name, environment, granted, now)
+        partner = Partner(new_id("ptn"), name, environment, granted, now, None, networks)
         with self._db.transaction() as conn:
             conn.execute(
                 insert(partners).values(
@@ -101,6 +120,7 @@ class PartnerService:
                     environment=environment.value,
                     scopes=encode_scopes(granted),
                     created_at=now,
+                    ip_allow_list=[str(n) for n in networks],
                 )
             )
             self._insert_keys(conn, partner.id, keys, now)
@@ -112,7 +132,11 @@ class PartnerService:
                     target_type="partner",
                     target_id=partner.id,
                     environment=environment.value,
-                    details={"scopes": encode_scopes(granted), "kids": [k for k, _ in keys]},
+                    details={
+                        "scopes": encode_scopes(granted),
+                        "kids": [k for k, _ in keys],
+                        "ip_allow_list": [str(n) for n in networks],
+                    },
                 ),
             )
         return partner
@@ -188,7 +212,12 @@ class PartnerService:
                 partner_authorizations.c.dealer_id == dealer_id,
             )
             revoked_at = None if granted else now
-            if conn.execute(select(partner_authorizations.c.partner_id).where(key)).first():
+            before = conn.execute(
+                select(partner_authorizations.c.scopes, partner_authorizations.c.revoked_at)
+                .where(key)
+                .with_for_update()
+            ).first()
+            if before is not None:
                 conn.execute(
                     update(partner_authorizations)
                     .where(key)
@@ -204,6 +233,21 @@ class PartnerService:
                         revoked_at=revoked_at,
                     )
                 )
+            held = (
+                decode_scopes(before.scopes)
+                if before is not None and before.revoked_at is None
+                else frozenset()
+            )
+            withdrawn = held - granted
+            revoked = 0
+            if withdrawn or not granted:
+                revoked = revoke_where(
+                    conn,
+                    now,
+                    oauth_tokens.c.actor_id == partner_id,
+                    oauth_tokens.c.actor_type == ActorType.PARTNER.value,
+                    oauth_tokens.c.dealer_id == dealer_id,
+                )
             self._audit.write_in(
                 conn,
                 actor.record(
@@ -212,10 +256,68 @@ class PartnerService:
                     target_type="partner",
                     target_id=partner_id,
                     dealer_id=dealer_id,
-                    details={"scopes": encode_scopes(granted)},
+                    details={
+                        "scopes": encode_scopes(granted),
+                        "withdrawn": encode_scopes(withdrawn),
+                        "tokens_revoked": revoked,
+                    },
                 ),
             )
         return granted
+
+    def set_disabled(self, actor: Actor, partner_id: str, disabled: bool) -> int:
+        """Disable (no new token; every live token revoked at once) or enable again. Returns
+        how many tokens were revoked."""
+        now = self._clock.now()
+        with self._db.transaction() as conn:
+            self._get(conn, partner_id)
+            conn.execute(
+                update(partners)
+                .where(partners.c.id == partner_id)
+                .values(disabled_at=now if disabled else None)
+            )
+            revoked = 0
+            if disabled:
+                revoked = revoke_where(
+                    conn,
+                    now,
+                    oauth_tokens.c.actor_id == partner_id,
+                    oauth_tokens.c.actor_type == ActorType.PARTNER.value,
+                )
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.PARTNER_DISABLED if disabled else AuditAction.PARTNER_ENABLED,
+                    target_type="partner",
+                    target_id=partner_id,
+                    details={"tokens_revoked": revoked},
+                ),
+            )
+        return revoked
+
+    def set_ip_allow_list(self, actor: Actor, partner_id: str, networks: Iterable[str]) -> Partner:
+        """Addresses the partner's tokens may be used from (empty: anywhere), checked on every
+        request like an app's allow list for its keys (S9)."""
+        parsed = _networks(networks)
+        now = self._clock.now()
+        with self._db.transaction() as conn:
+            self._get(conn, partner_id)
+            listed = [str(n) for n in parsed]
+            conn.execute(
+                update(partners).where(partners.c.id == partner_id).values(ip_allow_list=listed)
+            )
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.PARTNER_ALLOW_LIST_SET,
+                    target_type="partner",
+                    target_id=partner_id,
+                    details={"ip_allow_list": listed},
+                ),
+            )
+            return self._get(conn, partner_id)
 
     def _get(self, conn: Any, partner_id: str) -> Partner:
         row = conn.execute(select(partners).where(partners.c.id == partner_id)).mappings().first()
@@ -227,6 +329,8 @@ class PartnerService:
             Environment(row["environment"]),
             decode_scopes(row["scopes"]),
             row["created_at"],
+            row["disabled_at"],
+            parse_networks(list(row["ip_allow_list"] or [])),
         )
 
     def get(self, partner_id: str) -> Partner:
@@ -261,6 +365,13 @@ class PartnerService:
         return decode_scopes(scopes) if scopes is not None else None
 
 
+def _networks(values: Iterable[str]) -> tuple[IpNetwork, ...]:
+    try:
+        return parse_networks([v.strip() for v in values if v.strip()])
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class AssertionFacts:
     """Everything a JWT-bearer grant needs about (partner, kid, dealer), read in one query."""
@@ -291,7 +402,9 @@ _FACTS = (
         ),
     )
     .where(
-        partner_keys.c.partner_id == bindparam("partner_id"), partner_keys.c.kid == bindparam("kid")
+        partner_keys.c.partner_id == bindparam("partner_id"),
+        partner_keys.c.kid == bindparam("kid"),
+        partners.c.disabled_at.is_(None),  # a disabled partner's keys verify nothing
     )
 )
 
@@ -299,7 +412,7 @@ _FACTS = (
 def assertion_facts(
     db: Database, partner_id: str, kid: str, dealer_id: str, now: datetime
 ) -> AssertionFacts | None:
-    """None when the key is unknown or retired by `now`."""
+    """None when the key is unknown or retired by `now`, or the partner is disabled."""
     with db.read() as conn:
         row = (
             conn.execute(_FACTS, {"partner_id": partner_id, "kid": kid, "dealer_id": dealer_id})
@@ -315,3 +428,24 @@ def assertion_facts(
         decode_scopes(row["scopes"]),
         decode_scopes(authorized) if authorized is not None else None,
     )
+
+
+def still_authorized(
+    conn: Connection, partner_id: str, dealer_id: str, scopes: frozenset[Scope]
+) -> bool:
+    """Re-read, inside the transaction that issues a partner token, that the partner is enabled
+    and the dealer still authorizes `scopes`. The authorization row is locked (FOR UPDATE on
+    PostgreSQL; SQLite serialises writers), so a withdrawal either commits first and is seen
+    here, or waits for this token and then revokes it: no token escapes a withdrawal."""
+    row = conn.execute(
+        select(partner_authorizations.c.scopes)
+        .join(partners, partners.c.id == partner_authorizations.c.partner_id)
+        .where(
+            partner_authorizations.c.partner_id == partner_id,
+            partner_authorizations.c.dealer_id == dealer_id,
+            partner_authorizations.c.revoked_at.is_(None),
+            partners.c.disabled_at.is_(None),
+        )
+        .with_for_update(of=partner_authorizations)
+    ).first()
+    return row is not None and scopes <= decode_scopes(row.scopes)

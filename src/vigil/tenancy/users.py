@@ -17,17 +17,26 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from vigil.audit.actions import AuditAction
 from vigil.audit.log import AuditLog
 from vigil.auth.actor import Actor
+from vigil.auth.oauth.token_store import revoke_where
+from vigil.auth.principal import ActorType
 from vigil.auth.scopes import Scope
 from vigil.core.clock import Clock
 from vigil.core.errors import Conflict, InvalidInput, NotFound
 from vigil.core.ids import new_id
 from vigil.storage.db import Database
-from vigil.storage.tables import dealers, sites, users
+from vigil.storage.tables import (
+    dealers,
+    oauth_grants,
+    oauth_tokens,
+    portal_sessions,
+    sites,
+    users,
+)
 
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024  # argon2 accepts more; bounding it keeps one request's cost bounded.
@@ -74,6 +83,7 @@ class User:
             "role": self.role.value,
             "site_ids": sorted(self.site_ids) if self.site_ids is not None else None,
             "created_at": self.created_at.isoformat(),
+            "disabled_at": self.disabled_at.isoformat() if self.disabled_at else None,
         }
 
 
@@ -178,6 +188,61 @@ class UserService:
                 ),
             )
         return user
+
+    def set_disabled(self, actor: Actor, user_id: str, disabled: bool) -> dict[str, int]:
+        """Disable a user: sign-in refused, and in the same transaction every access and
+        refresh token acting for them, every consent (grant) they gave and every portal session
+        revoked, so their next request fails wherever it comes from. Enabling restores the
+        sign-in only: apps must ask for consent again. Returns what was revoked."""
+        now = self._clock.now()
+        counts = {"tokens_revoked": 0, "grants_revoked": 0, "sessions_revoked": 0}
+        with self._db.transaction() as conn:
+            row = conn.execute(select(users.c.dealer_id).where(users.c.id == user_id)).first()
+            if row is None:
+                raise NotFound(f"No user '{user_id}'.")
+            conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(disabled_at=now if disabled else None)
+            )
+            if disabled:
+                counts = self._revoke_everything(conn, user_id, now)
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.USER_DISABLED if disabled else AuditAction.USER_ENABLED,
+                    target_type="user",
+                    target_id=user_id,
+                    dealer_id=row.dealer_id,
+                    details=dict(counts) if disabled else None,
+                ),
+            )
+        return counts
+
+    @staticmethod
+    def _revoke_everything(conn: Any, user_id: str, now: datetime) -> dict[str, int]:
+        tokens = revoke_where(
+            conn,
+            now,
+            oauth_tokens.c.actor_id == user_id,
+            oauth_tokens.c.actor_type == ActorType.USER.value,
+        )
+        grants = conn.execute(
+            update(oauth_grants)
+            .where(oauth_grants.c.user_id == user_id, oauth_grants.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        ).rowcount
+        sessions = conn.execute(
+            update(portal_sessions)
+            .where(portal_sessions.c.user_id == user_id, portal_sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        ).rowcount
+        return {
+            "tokens_revoked": tokens,
+            "grants_revoked": int(grants),
+            "sessions_revoked": int(sessions),
+        }
 
     def get(self, user_id: str) -> User:
         with self._db.read() as conn:

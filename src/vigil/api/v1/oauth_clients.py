@@ -25,7 +25,10 @@ class ClientRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     client_type: ClientType
     token_endpoint_auth_method: AuthMethod = Field(
-        description="`none` for public clients; `client_secret_post` or `private_key_jwt`."
+        description=(
+            "`none` for public clients; `client_secret_basic`, `client_secret_post` or "
+            "`private_key_jwt` for confidential ones (the client must use exactly this one)."
+        )
     )
     redirect_uris: list[str] = Field(
         min_length=1,

@@ -28,7 +28,7 @@ def _when(value: object) -> datetime | None:
 class RawLookup:
     """`fetch` runs `query` (one row, named columns) and `touch` runs `update`."""
 
-    DATETIMES = ("expires_at", "last_used_at")
+    DATETIMES: tuple[str, ...] = ("expires_at", "last_used_at")
 
     def __init__(self, db: Database, query: Select[Any], update: Update) -> None:
         self._db = db

@@ -6,22 +6,20 @@ take effect on the very next request, in every server process.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 from sqlalchemy import bindparam, select, update
 
+from vigil.auth.addresses import AddressNotAllowed, check_address
 from vigil.auth.apikeys import format as keyformat
 from vigil.auth.apikeys.lookup import RawLookup
 from vigil.auth.apikeys.models import KeyStatus
 from vigil.auth.principal import ActorType, Environment, Principal
 from vigil.auth.scopes import decode_scopes
 from vigil.core.clock import Clock
-from vigil.core.errors import AuthenticationFailed, PermissionDenied
+from vigil.core.errors import AuthenticationFailed
 from vigil.storage.db import Database
 from vigil.storage.tables import api_keys, apps
-from vigil.tenancy.models import IpNetwork, ip_allowed, parse_networks
 
 # Last-used bookkeeping is a write; doing it on every request would turn each read into a write
 # transaction. A minute's resolution is what an owner needs to tell a live key from a dead one.
@@ -51,6 +49,7 @@ _TOUCH = (
 )
 
 INVALID = "The API key is not valid."
+__all__ = ["AddressNotAllowed", "ApiKeyVerifier"]
 
 
 class ApiKeyVerifier:
@@ -87,34 +86,8 @@ class ApiKeyVerifier:
             app_id=m["app_id"],
             expires_at=expires_at,
         )
-        networks = _allow_list(m["ip_allow_list"])
-        if networks and not ip_allowed(networks, client_ip):
-            # The key is genuine, so its owner must see this in its own audit log.
-            raise AddressNotAllowed(principal)
+        check_address(principal, m["ip_allow_list"], client_ip)
         last_used: datetime | None = m["last_used_at"]
         if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
             self._lookup.touch(key_id=parsed.key_id, at=now, ip=client_ip)
         return principal
-
-
-def _allow_list(stored: object) -> tuple[IpNetwork, ...]:
-    """The app's allow list as networks; the stored JSON (text on SQLite, a list on
-    PostgreSQL) is parsed once per distinct value, not on every request."""
-    if isinstance(stored, str | bytes):
-        return _parse_allow_list(stored if isinstance(stored, str) else stored.decode())
-    return _parse_allow_list(json.dumps(list(stored) if isinstance(stored, list) else []))
-
-
-@lru_cache(maxsize=4096)
-def _parse_allow_list(text: str) -> tuple[IpNetwork, ...]:
-    return parse_networks(list(json.loads(text) or []))
-
-
-class AddressNotAllowed(PermissionDenied):
-    """A valid key used from outside its app's IP allow list (S9)."""
-
-    code = "address_not_allowed"
-
-    def __init__(self, principal: Principal) -> None:
-        super().__init__("This API key may not be used from this address.")
-        self.principal = principal

@@ -2,21 +2,27 @@
 way to authenticate at the token endpoint.
 
 - public (native and browser apps): no secret it could keep; authenticated by nothing but PKCE.
-- confidential with `client_secret_post`: a high-entropy secret, stored as SHA-256, shown once.
+- confidential with a secret: a high-entropy secret, stored as SHA-256, shown once, sent either
+  with HTTP Basic (`client_secret_basic`, RFC 6749 section 2.3.1) or in the form body
+  (`client_secret_post`).
 - confidential with `private_key_jwt` (RFC 7523 section 2.2): a JWT signed with a key from the
   JWKS the client registered, checked by the same verifier as partners' assertions.
 
-`client_secret_basic` is not offered: the API edge reads every `Authorization` header as a
-bearer credential, and a second meaning for it on three routes is a trap (docs/oauth.md).
+Each client is registered with exactly one method (RFC 7591 `token_endpoint_auth_method`) and
+must use that one and only that one (RFC 6749 section 2.3: "MUST NOT use more than one
+authentication method in each request"). A secret sent the other way, or two methods at once,
+is `invalid_client`: a client that switches method is either misconfigured or not the client.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import unquote_plus
 
 from sqlalchemy import insert, select, update
 
@@ -35,6 +41,40 @@ from vigil.tenancy.models import App
 from vigil.tenancy.partners import public_keys_of
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+FAILED = "Client authentication failed."
+MAX_BASIC = 512  # an id (<= 40) and a vgl_cs_ secret (~80), encoded twice, with room to spare
+
+
+@dataclass(frozen=True, slots=True)
+class BasicCredentials:
+    """The client id and secret of an `Authorization: Basic` header (RFC 6749 section 2.3.1)."""
+
+    client_id: str
+    secret: str
+
+    def __repr__(self) -> str:
+        return f"BasicCredentials(client_id={self.client_id!r}, secret=***)"
+
+
+def basic_credentials(authorization: str | None) -> BasicCredentials | None:
+    """None without a Basic header; InvalidClient when one is present but malformed. Both parts
+    are form-urlencoded before base64 (section 2.3.1), so they are decoded after it."""
+    if authorization is None:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    value = value.strip()
+    text = ""
+    if 0 < len(value) <= MAX_BASIC:
+        try:
+            text = base64.b64decode(value, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            text = ""
+    client_id, colon, secret = text.partition(":")
+    if not colon or not client_id or not secret:
+        raise InvalidClient("The Basic credentials are not base64 of 'id:secret'.")
+    return BasicCredentials(unquote_plus(client_id), unquote_plus(secret))
 
 
 class ClientType(StrEnum):
@@ -44,8 +84,12 @@ class ClientType(StrEnum):
 
 class AuthMethod(StrEnum):
     NONE = "none"
+    SECRET_BASIC = "client_secret_basic"
     SECRET_POST = "client_secret_post"
     PRIVATE_KEY_JWT = "private_key_jwt"
+
+
+SECRET_METHODS = frozenset({AuthMethod.SECRET_BASIC, AuthMethod.SECRET_POST})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +112,17 @@ class OAuthClient:
             "redirect_uris": list(self.redirect_uris),
             "jwks": self.jwks,
         }
+
+
+def _methods(
+    form: Mapping[str, str], basic: BasicCredentials | None
+) -> list[tuple[AuthMethod, bool]]:
+    """Which methods the request uses (a method counts when its credential is present)."""
+    return [
+        (AuthMethod.SECRET_BASIC, basic is not None),
+        (AuthMethod.SECRET_POST, "client_secret" in form),
+        (AuthMethod.PRIVATE_KEY_JWT, "client_assertion" in form),
+    ]
 
 
 class ClientService:
@@ -112,11 +167,7 @@ class ClientService:
             keys = {"keys": [jwk for _, jwk in public_keys_of(jwks)]}
         elif jwks is not None:
             raise InvalidInput("jwks is only for private_key_jwt clients.")
-        secret = (
-            tokens.mint(tokens.Kind.CLIENT_SECRET)
-            if auth_method is AuthMethod.SECRET_POST
-            else None
-        )
+        secret = tokens.mint(tokens.Kind.CLIENT_SECRET) if auth_method in SECRET_METHODS else None
         now = self._clock.now()
         values = {
             "client_type": client_type.value,
@@ -177,27 +228,37 @@ class ClientService:
         )
         return found[0] if found else None
 
-    def authenticate(self, form: Mapping[str, str], now: datetime) -> OAuthClient:
+    def authenticate(
+        self, form: Mapping[str, str], now: datetime, basic: BasicCredentials | None = None
+    ) -> OAuthClient:
         """Client authentication at the token, revocation and introspection endpoints (RFC 6749
-        section 2.3). Every failure reads alike: invalid_client."""
+        section 2.3), by the one method the client registered. Every failure reads alike:
+        invalid_client."""
         assertion = form.get("client_assertion")
-        client_id = form.get("client_id")
+        presented = [m for m, v in _methods(form, basic) if v]
+        if len(presented) > 1:
+            raise InvalidClient("Use one client authentication method, not several.")
         if assertion is not None:
-            return self._by_assertion(form, assertion, client_id, now)
+            return self._by_assertion(form, assertion, form.get("client_id"), now)
+        client_id = form.get("client_id")
+        if basic is not None:
+            if client_id is not None and client_id != basic.client_id:
+                raise InvalidClient(FAILED)
+            client_id = basic.client_id
         found = self.find(client_id) if client_id and len(client_id) <= 40 else None
         if found is None:
-            raise InvalidClient("Client authentication failed.")
+            raise InvalidClient(FAILED)
         client, secret_hash = found
-        secret = form.get("client_secret")
-        if client.auth_method is AuthMethod.NONE:
-            if secret is not None:
-                raise InvalidClient("Client authentication failed.")
+        used = presented[0] if presented else AuthMethod.NONE
+        if used is not client.auth_method:
+            raise InvalidClient(FAILED)
+        if used is AuthMethod.NONE:
             return client
-        if client.auth_method is AuthMethod.SECRET_POST and secret is not None:
-            presented = tokens.parse(secret, tokens.Kind.CLIENT_SECRET)
-            if presented is not None and secret_hash is not None and presented.matches(secret_hash):
-                return client
-        raise InvalidClient("Client authentication failed.")
+        secret = basic.secret if basic is not None else form.get("client_secret", "")
+        candidate = tokens.parse(secret, tokens.Kind.CLIENT_SECRET)
+        if candidate is not None and secret_hash is not None and candidate.matches(secret_hash):
+            return client
+        raise InvalidClient(FAILED)
 
     def _by_assertion(
         self, form: Mapping[str, str], assertion: str, client_id: str | None, now: datetime
@@ -225,5 +286,5 @@ class ClientService:
             raise InvalidClient(f"Client assertion refused: {exc}") from None
         client = self.get(str(claims["iss"]))
         if client is None:
-            raise InvalidClient("Client authentication failed.")
+            raise InvalidClient(FAILED)
         return client

@@ -23,7 +23,7 @@ from vigil.auth.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope
 from vigil.auth.principal import ActorType
 from vigil.auth.scopes import encode_scopes
 from vigil.core.ids import new_id
-from vigil.tenancy.partners import AssertionFacts, assertion_facts
+from vigil.tenancy.partners import AssertionFacts, assertion_facts, still_authorized
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -101,6 +101,8 @@ def _issue(
     """The `jti`, the token and the audit record commit together, or nothing does."""
     partner_id, dealer_id = subject.actor_id, subject.dealer_id
     with ctx.db.transaction() as conn:
+        if not still_authorized(conn, partner_id, dealer_id, subject.scopes):
+            raise InvalidGrant("The dealer's authorization of this partner has changed.")
         consume_jti(conn, claims, now)
         issued = token_store.issue(
             conn,

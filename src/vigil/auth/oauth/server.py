@@ -16,9 +16,11 @@ from typing import Any
 from vigil.audit.actions import AuditAction
 from vigil.auth.actor import Actor
 from vigil.auth.oauth import code_grant, introspection, jwt_bearer, refresh_grant, revocation
+from vigil.auth.oauth.clients import OAuthClient, basic_credentials
 from vigil.auth.oauth.context import Call, OAuthContext
 from vigil.auth.oauth.csrf import CsrfTokens
 from vigil.auth.oauth.errors import OAuthError, UnsupportedGrantType
+from vigil.auth.oauth.purge import Purged, purge
 from vigil.auth.principal import ActorType
 
 GRANTS = {
@@ -31,7 +33,13 @@ class OAuthServer:
     def __init__(self, ctx: OAuthContext, csrf: CsrfTokens) -> None:
         self.ctx, self.csrf = ctx, csrf
 
-    def token(self, form: dict[str, str], call: Call) -> Any:
+    def _client(self, form: dict[str, str], authorization: str | None) -> OAuthClient:
+        basic = basic_credentials(authorization)
+        return self.ctx.clients.authenticate(form, self.ctx.clock.now(), basic)
+
+    def token(self, form: dict[str, str], call: Call, authorization: str | None = None) -> Any:
+        """`authorization` is the request's Authorization header: HTTP Basic client
+        credentials, when the client was registered for `client_secret_basic`."""
         grant_type = form.get("grant_type", "")
         try:
             if grant_type == jwt_bearer.GRANT_TYPE:
@@ -41,26 +49,41 @@ class OAuthServer:
                 raise UnsupportedGrantType(
                     "Offered: authorization_code, refresh_token, " + jwt_bearer.GRANT_TYPE + "."
                 )
-            client = self.ctx.clients.authenticate(form, self.ctx.clock.now())
+            client = self._client(form, authorization)
             return grant(self.ctx, client, form, call)
         except OAuthError as error:
-            self._refused(error, form, call, grant_type)
+            self._refused(error, form, call, grant_type, authorization)
             raise
 
-    def revoke(self, form: dict[str, str], call: Call) -> None:
-        client = self.ctx.clients.authenticate(form, self.ctx.clock.now())
-        revocation.revoke(self.ctx, client, form, call)
+    def revoke(self, form: dict[str, str], call: Call, authorization: str | None = None) -> None:
+        revocation.revoke(self.ctx, self._client(form, authorization), form, call)
+
+    def purge(self, actor: Actor) -> Purged:
+        """Delete expired tokens, spent codes and expired `jti` entries (see purge.py)."""
+        return purge(self.ctx.db, self.ctx.audit, self.ctx.clock, actor)
 
     def mark_exposed(self, actor: Actor, value: str) -> bool:
         return revocation.revoke_exposed(self.ctx, value, actor)
 
-    def introspect(self, form: dict[str, str], call: Call) -> dict[str, Any]:
-        client = self.ctx.clients.authenticate(form, self.ctx.clock.now())
-        return introspection.introspect(self.ctx, client, form)
+    def introspect(
+        self, form: dict[str, str], call: Call, authorization: str | None = None
+    ) -> dict[str, Any]:
+        return introspection.introspect(self.ctx, self._client(form, authorization), form)
 
-    def _refused(self, error: OAuthError, form: dict[str, str], call: Call, grant: str) -> None:
+    def _refused(
+        self,
+        error: OAuthError,
+        form: dict[str, str],
+        call: Call,
+        grant: str,
+        authorization: str | None,
+    ) -> None:
         """Every refused token request is on the record, naming the client it claimed to be."""
-        claimed = form.get("client_id", "")[:40] or "-"
+        try:
+            basic = basic_credentials(authorization)
+        except OAuthError:
+            basic = None
+        claimed = (basic.client_id if basic else form.get("client_id", ""))[:40] or "-"
         self.ctx.audit.write_now(
             call.actor(ActorType.APP if claimed != "-" else ActorType.ANONYMOUS, claimed).record(
                 self.ctx.clock.now(),

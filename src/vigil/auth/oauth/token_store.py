@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import ColumnElement, Connection, insert, update
 
 from vigil.auth.oauth import tokens
 from vigil.auth.principal import ActorType, Environment
@@ -116,6 +116,17 @@ def revoke_family(conn: Connection, family_id: str, now: datetime) -> int:
     done = conn.execute(
         update(oauth_tokens)
         .where(oauth_tokens.c.family_id == family_id, oauth_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(done.rowcount)
+
+
+def revoke_where(conn: Connection, now: datetime, *where: ColumnElement[bool]) -> int:
+    """Revoke every live token matching `where` (a user's, a partner's for one dealer, ...):
+    effective on the next request, since the edge reads the token's row every time."""
+    done = conn.execute(
+        update(oauth_tokens)
+        .where(*where, oauth_tokens.c.revoked_at.is_(None), oauth_tokens.c.expires_at > now)
         .values(revoked_at=now)
     )
     return int(done.rowcount)

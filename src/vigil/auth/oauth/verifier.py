@@ -2,8 +2,9 @@
 
 Built like the API key verifier (vigil.auth.apikeys.verifier) and as cheap: offline format and
 checksum check, then one primary-key read on a raw driver connection, joined to the client app
-so that narrowing the app's scopes narrows its tokens at once. Revocation, expiry and refresh
-reuse (which revokes the family) are therefore effective on the very next request.
+(or the partner) so that narrowing the app's scopes narrows its tokens at once, and the app's
+(or partner's) IP allow list binds the token exactly as it binds an API key (S9). Revocation,
+expiry and refresh reuse (which revokes the family) are effective on the very next request.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 
 from sqlalchemy import bindparam, false, select, update
 
+from vigil.auth.addresses import check_address
 from vigil.auth.apikeys.lookup import RawLookup
 from vigil.auth.oauth import tokens
 from vigil.auth.principal import ActorType, Environment, Principal
@@ -19,7 +21,7 @@ from vigil.auth.scopes import decode_scopes
 from vigil.core.clock import Clock
 from vigil.core.errors import AuthenticationFailed
 from vigil.storage.db import Database
-from vigil.storage.tables import apps, oauth_tokens
+from vigil.storage.tables import apps, oauth_tokens, partners
 
 _LOOKUP = (
     select(
@@ -35,8 +37,12 @@ _LOOKUP = (
         oauth_tokens.c.expires_at,
         oauth_tokens.c.revoked_at,
         apps.c.scopes.label("app_scopes"),
+        apps.c.ip_allow_list.label("app_allow_list"),
+        partners.c.ip_allow_list.label("partner_allow_list"),
+        partners.c.disabled_at.label("partner_disabled_at"),
     )
     .outerjoin(apps, apps.c.id == oauth_tokens.c.app_id)
+    .outerjoin(partners, partners.c.id == oauth_tokens.c.partner_id)
     .where(oauth_tokens.c.id == bindparam("token_id"))
 )
 # RawLookup also prepares a bookkeeping update; access tokens keep none (no last-used write).
@@ -47,7 +53,7 @@ KIND = {ActorType.USER: "oauth_access_token", ActorType.PARTNER: "assertion_acce
 
 
 class _TokenLookup(RawLookup):
-    DATETIMES = ("expires_at", "revoked_at")
+    DATETIMES = ("expires_at", "revoked_at", "partner_disabled_at")
 
 
 class AccessTokenVerifier:
@@ -67,6 +73,8 @@ class AccessTokenVerifier:
             raise AuthenticationFailed(INVALID)
         if m["revoked_at"] is not None or self._clock.now() >= m["expires_at"]:
             raise AuthenticationFailed(INVALID)
+        if m["partner_disabled_at"] is not None:  # revoked on disabling too; this is the belt
+            raise AuthenticationFailed(INVALID)
         scopes = decode_scopes(m["scopes"])
         if m["app_scopes"] is not None:
             scopes &= decode_scopes(m["app_scopes"])
@@ -74,7 +82,7 @@ class AccessTokenVerifier:
         if isinstance(site_ids, str | bytes):  # the raw driver hands JSON columns over as text
             site_ids = json.loads(site_ids)
         actor_type = ActorType(m["actor_type"])
-        return Principal(
+        principal = Principal(
             actor_type=actor_type,
             actor_id=m["actor_id"],
             dealer_id=m["dealer_id"],
@@ -86,3 +94,5 @@ class AccessTokenVerifier:
             site_ids=frozenset(site_ids) if site_ids is not None else None,
             expires_at=m["expires_at"],
         )
+        stored = m["app_allow_list"] if m["app_id"] is not None else m["partner_allow_list"]
+        return check_address(principal, stored, client_ip)
