@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 from tests.support import factories, oauth
+from tests.support.audit_trail import opened_rows
 from tests.support.server import VigilServer
 
 from vigil.audit.actions import AuditAction
@@ -43,18 +44,15 @@ def me(server: VigilServer, access: str) -> int:
 
 
 def last_record(services: Services, action: AuditAction, target: str) -> dict[str, Any]:
-    with services.db.read() as conn:
-        row = (
-            conn.execute(
-                select(audit_events)
-                .where(audit_events.c.action == action.value, audit_events.c.target_id == target)
-                .order_by(audit_events.c.occurred_at.desc())
-            )
-            .mappings()
-            .first()
-        )
-    assert row is not None
-    return dict(row)
+    rows = opened_rows(
+        services,
+        select(audit_events)
+        .where(audit_events.c.action == action.value, audit_events.c.target_id == target)
+        .order_by(audit_events.c.occurred_at.desc())
+        .limit(1),
+    )
+    assert rows
+    return rows[0]
 
 
 def test_withdrawn_authorization_revokes_the_partners_tokens_at_once(

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 from tests.support import factories, oauth
+from tests.support.audit_trail import opened_rows
 from tests.support.portal import operator, sign_in
 from tests.support.server import VigilServer
 
@@ -24,13 +25,12 @@ def cli_json(server: VigilServer, *args: str) -> Any:
 
 
 def records(services: Services, action: AuditAction, target: str) -> list[dict[str, Any]]:
-    with services.db.read() as conn:
-        rows = conn.execute(
-            select(audit_events).where(
-                audit_events.c.action == action.value, audit_events.c.target_id == target
-            )
-        ).mappings()
-        return [dict(r) for r in rows]
+    return opened_rows(
+        services,
+        select(audit_events).where(
+            audit_events.c.action == action.value, audit_events.c.target_id == target
+        ),
+    )
 
 
 def test_users_list_shows_a_dealers_users_and_no_secret(

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import insert, select
 from tests.support import factories, oauth
+from tests.support.audit_trail import opened_rows
 from tests.support.server import VigilServer
 
 from vigil.audit.actions import AuditAction
@@ -174,17 +175,15 @@ def test_expired_tokens_and_spent_codes_are_deleted_and_live_ones_kept(world: Wo
     world.purge()
     later = [refresh, token_id(renewed["refresh_token"]), token_id(renewed["access_token"])]
     assert world.rows(oauth_tokens, later) == set()
-    with svc.db.read() as conn:
-        record = (
-            conn.execute(
-                select(audit_events)
-                .where(audit_events.c.action == AuditAction.OAUTH_PURGED.value)
-                .order_by(audit_events.c.occurred_at.desc())
-            )
-            .mappings()
-            .first()
-        )
-    assert record is not None
+    purges = opened_rows(
+        svc,
+        select(audit_events)
+        .where(audit_events.c.action == AuditAction.OAUTH_PURGED.value)
+        .order_by(audit_events.c.occurred_at.desc())
+        .limit(1),
+    )
+    assert purges
+    record = purges[0]
     assert (record["actor_type"], record["actor_id"]) == ("system", "oauth-purge")
     assert record["details"]["tokens"] >= 2
 
