@@ -11,6 +11,7 @@ from vigil.edge.rate_limit import TokenBuckets
 from vigil.portal.sessions import SessionStore
 from vigil.portal.views import (
     account,
+    alarms,
     apps,
     audit,
     auth,
@@ -32,6 +33,17 @@ def install(app: FastAPI, services: Services) -> None:
     app.state.portal_failures = TokenBuckets(
         config.auth_failure_per_second, config.auth_failure_burst
     )
-    for module in (auth, dashboard, apps, audit, sites, users, settings, account, static):
+    for module in (
+        auth,
+        dashboard,
+        alarms,
+        apps,
+        audit,
+        sites,
+        users,
+        settings,
+        account,
+        static,
+    ):
         # Flat, like the API's routers, so the route-coverage test sees every portal route.
         app.router.routes.extend(module.router.routes)
