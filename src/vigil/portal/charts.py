@@ -66,7 +66,8 @@ def _nice_step(span: float, count: int) -> float:
 
 
 def _label(value: float, step: float) -> str:
-    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    """As many decimals as the step has (2.5 -> one, 0.25 -> two, 20 -> none)."""
+    decimals = len(f"{step:.10g}".partition(".")[2]) if "e" not in f"{step:g}" else 6
     return f"{value:.{decimals}f}"
 
 

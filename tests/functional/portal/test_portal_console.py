@@ -379,8 +379,9 @@ def test_devices_list_detail_and_telemetry_chart(viewer_client: httpx.Client, wo
     assert "<script>" not in text
 
     unknown = viewer_client.get(f"/portal/devices/{world.camera_id}?metric=nope&range=bogus")
-    assert unknown.status_code == 200  # falls back to the first metric and the default range
-    assert "heartbeat on Loading bay camera" in unknown.text  # metrics come in name order
+    assert unknown.status_code == 200
+    # An unknown metric falls back to the first measured one (heartbeats are all 1s).
+    assert "temperature.c on Loading bay camera" in unknown.text
     assert '<option value="24h" selected>' in unknown.text
     silent = viewer_client.get(f"/portal/devices/{world.silent_id}").text
     assert "has sent no telemetry yet" in silent

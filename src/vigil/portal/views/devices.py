@@ -12,6 +12,7 @@ from starlette.responses import Response
 from vigil.auth.actor import Actor
 from vigil.auth.scopes import Scope
 from vigil.monitoring.devices import DeviceStatus
+from vigil.monitoring.telemetry import HEARTBEAT
 from vigil.portal.access import portal_requires, services_of
 from vigil.portal.charts import DEFAULT_RANGE, RANGES, line_chart
 from vigil.portal.pages import render
@@ -74,7 +75,9 @@ def device_detail(
     chart, buckets, until, since = None, [], svc.clock.now(), None
     if view.can(Scope.TELEMETRY_READ):
         metrics = svc.telemetry.metrics(actor, device.id)
-        chosen = metric if metric in metrics else (metrics[0] if metrics else "")
+        # Heartbeats are all 1s: a chart of anything else is the better first view.
+        measured = [m for m in metrics if m != HEARTBEAT] or metrics
+        chosen = metric if metric in metrics else (measured[0] if measured else "")
         metric = chosen
         if chosen:
             since = until - window.span
