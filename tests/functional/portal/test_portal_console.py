@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from tests.support import factories
 from tests.support.portal import Operator, csrf_of, operator, sign_in
 from tests.support.server import VigilServer
@@ -398,3 +398,28 @@ def test_dashboard_shows_open_alarms_by_priority_and_offline_devices(
     assert "Offline devices" in page
     assert "Silent PIR" in page
     assert "Webhook health" in page  # the operator role reads webhooks
+
+
+def test_the_queue_is_one_query_however_long_it_is(services: Services, world: World) -> None:
+    statements: list[str] = []
+
+    def seen(*args: object) -> None:
+        statement = str(args[2])
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    def queue_queries() -> int:
+        statements.clear()
+        event.listen(services.db.engine, "before_cursor_execute", seen)
+        try:
+            rows = services.alarms.queue(world.app)
+        finally:
+            event.remove(services.db.engine, "before_cursor_execute", seen)
+        assert rows
+        return len(statements)
+
+    before = queue_queries()
+    for _ in range(30):
+        raise_alarm(services, world.app, world.other_site_id, AlarmType.TAMPER)
+    assert before == 1
+    assert queue_queries() == 1
