@@ -185,6 +185,17 @@ def test_queue_fragment_is_only_the_table_and_refreshes_itself(
     assert fragment.headers["content-security-policy"].startswith("default-src 'none'")
 
 
+def test_a_refresh_after_the_session_ended_sends_htmx_to_sign_in(server: VigilServer) -> None:
+    with server.client() as anonymous:
+        refresh = anonymous.get("/portal/alarms/queue", headers={"HX-Request": "true"})
+        assert refresh.status_code == 401
+        assert refresh.headers["hx-redirect"] == "/portal/sign-in"
+        assert "queue" not in refresh.text
+        page = anonymous.get("/portal/alarms")  # a browser without htmx: the usual redirect
+        assert page.status_code == 303
+        assert page.headers["location"] == "/portal/sign-in?next=/portal/alarms"
+
+
 def test_htmx_is_vendored_with_sri_and_a_long_cache(op_client: httpx.Client) -> None:
     page = op_client.get("/portal/alarms").text
     tag = f'<script src="/portal/static/{HTMX}" integrity="{HTMX_INTEGRITY}"'
@@ -196,6 +207,9 @@ def test_htmx_is_vendored_with_sri_and_a_long_cache(op_client: httpx.Client) -> 
     digest = base64.b64encode(hashlib.sha384(served.content).digest()).decode()
     assert f"sha384-{digest}" == HTMX_INTEGRITY
     assert "unsafe-eval" not in served.headers["content-security-policy"]
+    assert '"allowEval":false' in page
+    assert '"allowScriptTags":false' in page
+    assert '"includeIndicatorStyles":false' in page
 
 
 def test_operator_works_an_alarm_through_its_states_audited_as_themselves(
