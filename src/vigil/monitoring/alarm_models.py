@@ -132,6 +132,24 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class QueuedAlarm:
+    """One row of an operator's queue: what is needed to choose the next alarm to work, read
+    in the queue's one query (the site's name joined in; the sealed description left shut)."""
+
+    id: str
+    site_id: str
+    site_name: str
+    zone: str | None
+    type: AlarmType
+    priority: int
+    status: AlarmStatus
+    verification_requested: bool
+    snapshot_count: int
+    created_at: datetime
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
 class AlarmFilter:
     status: AlarmStatus | None = None
     site_id: str | None = None

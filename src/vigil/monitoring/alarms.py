@@ -15,13 +15,14 @@ write transaction opens (a key-store call must not wait on the lock the request 
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, insert, select
+from sqlalchemy import Connection, RowMapping, Select, func, insert, select
 
 from vigil.audit.actions import AuditAction
 from vigil.audit.log import AuditLog
@@ -46,7 +47,9 @@ from vigil.monitoring.alarm_models import (
     PRIORITIES,
     Alarm,
     AlarmFilter,
+    AlarmType,
     NewAlarm,
+    QueuedAlarm,
     ResolutionCode,
     TimelineEntry,
 )
@@ -55,6 +58,10 @@ from vigil.monitoring.scoping import TenantScope, scope_of
 from vigil.monitoring.versioning import etag, update_versioned
 from vigil.storage.db import Database
 from vigil.storage.tables import alarm_timeline, alarms, devices, sites, snapshots
+
+# The statuses an operator still has work to do in, and how many of them one queue shows.
+OPEN = (AlarmStatus.NEW, AlarmStatus.ACKNOWLEDGED, AlarmStatus.DISPATCHED)
+QUEUE_LIMIT = 500
 
 _EVENTS: MappingProxyType[AlarmAction, EventType] = MappingProxyType(
     {
@@ -280,6 +287,75 @@ class AlarmService:
         with self._db.read() as conn:
             found = list(conn.execute(query).mappings())
         return page_of([(int(m["seq"]), self._alarm(scope, m)) for m in found], limit)
+
+    def queue(
+        self,
+        actor: Actor,
+        *,
+        status: AlarmStatus | None = None,
+        site_id: str | None = None,
+        limit: int = QUEUE_LIMIT,
+    ) -> builtins.list[QueuedAlarm]:
+        """The open alarms, most urgent first, then longest waiting (arrival order): the order
+        an operator works them in. One query, the site's name joined in; descriptions stay
+        sealed (the detail page opens one). Open alarms are few (they are worked within
+        minutes), so sorting them is cheap; `limit` bounds a backlog all the same."""
+        if status is not None and status not in OPEN:
+            raise InvalidInput("The queue holds new, acknowledged and dispatched alarms.")
+        scope = scope_of(actor)
+        a = alarms.c
+        query = (
+            select(
+                a.id,
+                a.site_id,
+                sites.c.name,
+                a.zone,
+                a.type,
+                a.priority,
+                a.status,
+                a.verification_requested,
+                a.snapshot_ids,
+                a.created_at,
+                a.version,
+            )
+            .join(sites, sites.c.id == a.site_id)
+            .where(scope.where(alarms), scope.where(sites))
+            .where(a.status.in_([s.value for s in ([status] if status else OPEN)]))
+            .order_by(a.priority, a.seq)
+            .limit(limit)
+        )
+        if site_id is not None:
+            query = query.where(a.site_id == site_id)
+        with self._db.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            QueuedAlarm(
+                id=r[0],
+                site_id=r[1],
+                site_name=r[2],
+                zone=r[3],
+                type=AlarmType(r[4]),
+                priority=r[5],
+                status=AlarmStatus(r[6]),
+                verification_requested=bool(r[7]),
+                snapshot_count=len(r[8]),
+                created_at=r[9],
+                version=r[10],
+            )
+            for r in rows
+        ]
+
+    def open_counts(self, actor: Actor) -> dict[int, int]:
+        """How many alarms are open at each priority (the dashboard's first panel)."""
+        scope = scope_of(actor)
+        a = alarms.c
+        query = (
+            select(a.priority, func.count())
+            .where(scope.where(alarms), a.status.in_([s.value for s in OPEN]))
+            .group_by(a.priority)
+        )
+        with self._db.read() as conn:
+            return {int(p): int(n) for p, n in conn.execute(query)}
 
     def timeline(
         self, actor: Actor, alarm_id: str, *, limit: int = 50, cursor: str | None = None

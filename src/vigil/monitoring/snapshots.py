@@ -10,6 +10,7 @@ refused, broken or unrecorded upload leaves no object behind.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, insert
+from sqlalchemy import RowMapping, Select, insert, or_
 
 from vigil.audit.actions import AuditAction
 from vigil.audit.log import AuditLog
@@ -38,6 +39,9 @@ from vigil.storage.tables import alarms, devices, snapshots
 # unlabelled `application/octet-stream`) is refused: content is served back with the type
 # recorded here, and a type we would have to guess at is one a browser could be tricked with.
 MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "video/mp4"})
+
+# Shown on one alarm's page; an alarm carries at most 20 named ones, uploads add a few more.
+MAX_PER_ALARM = 100
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -311,6 +315,21 @@ class SnapshotService:
         with self._db.read() as conn:
             rows = [(int(m["seq"]), Snapshot.from_row(m)) for m in conn.execute(query).mappings()]
         return page_of(rows, limit)
+
+    def of_alarm(
+        self, actor: Actor, alarm_id: str, snapshot_ids: Iterable[str]
+    ) -> builtins.list[Snapshot]:
+        """An alarm's evidence, oldest first: snapshots uploaded for it and those named when it
+        was raised (`snapshot_ids`), in one query."""
+        c = snapshots.c
+        query = (
+            _visible(scope_of(actor))
+            .where(or_(c.alarm_id == alarm_id, c.id.in_(list(snapshot_ids))))
+            .order_by(c.seq)
+            .limit(MAX_PER_ALARM)
+        )
+        with self._db.read() as conn:
+            return [Snapshot.from_row(m) for m in conn.execute(query).mappings()]
 
     def read(self, snapshot: Snapshot, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Content bytes `start` to `end` (exclusive) of a snapshot the caller obtained through

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, with_config
-from sqlalchemy import Connection, Select, and_, or_
+from sqlalchemy import Connection, Select, and_, func, or_, select
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from vigil.audit.actions import AuditAction
@@ -56,6 +56,7 @@ MAX_BUCKET_SECONDS = 86_400
 # Bounds the work and the response of one downsampled query: a day of minutes, a year of days...
 MAX_BUCKETS = 1440
 MAX_PAGE = 1000
+MAX_METRICS = 50
 # Readings one downsampled query may decrypt and aggregate (~0.5 s of CPU): beyond it the caller
 # narrows the range. Memory does not depend on it (rows stream; state is one entry per bucket).
 MAX_AGGREGATED = 200_000
@@ -365,6 +366,25 @@ class TelemetryService:
             )
             for number, (count, low, high, total) in sorted(totals.items())
         ]
+
+    def metrics(self, actor: Actor, device_id: str, limit: int = MAX_METRICS) -> list[str]:
+        """The metrics a device has reported, in name order (a chart's picker). A loose index
+        scan: one seek per metric down `ix_telemetry_series` (the next name after the last),
+        so a device with millions of readings costs as much as one with a few."""
+        scope = scope_of(actor)
+        c = telemetry.c
+        found: list[str] = []
+        with self._db.read() as conn:
+            scope.one(conn, devices, device_id, "device")
+            while len(found) < limit:
+                query = select(func.min(c.metric)).where(c.device_id == device_id)
+                if found:
+                    query = query.where(c.metric > found[-1])
+                name = conn.execute(query).scalar_one_or_none()
+                if name is None:
+                    break
+                found.append(name)
+        return found
 
     def _opener(self, scope: TenantScope, device_id: str) -> _Opener:
         """Reads one stored value: sealed (checked against its binding) or, for rows from

@@ -11,10 +11,12 @@ from vigil.edge.rate_limit import TokenBuckets
 from vigil.portal.sessions import SessionStore
 from vigil.portal.views import (
     account,
+    alarms,
     apps,
     audit,
     auth,
     dashboard,
+    devices,
     settings,
     sites,
     static,
@@ -32,6 +34,18 @@ def install(app: FastAPI, services: Services) -> None:
     app.state.portal_failures = TokenBuckets(
         config.auth_failure_per_second, config.auth_failure_burst
     )
-    for module in (auth, dashboard, apps, audit, sites, users, settings, account, static):
+    for module in (
+        auth,
+        dashboard,
+        alarms,
+        apps,
+        audit,
+        sites,
+        devices,
+        users,
+        settings,
+        account,
+        static,
+    ):
         # Flat, like the API's routers, so the route-coverage test sees every portal route.
         app.router.routes.extend(module.router.routes)

@@ -38,6 +38,10 @@ class PortalRoute(APIRoute):
             except SignInRequired:
                 target = SIGN_IN if request.method != "GET" else f"{SIGN_IN}?next={_next(request)}"
                 response = RedirectResponse(target, status_code=303)
+                if request.headers.get("hx-request") == "true":
+                    # An htmx refresh would follow the redirect and swap the sign-in form into
+                    # the page; HX-Redirect makes htmx load the sign-in page itself.
+                    response = Response(status_code=401, headers={"hx-redirect": SIGN_IN})
             except VigilError as error:
                 request.state.error = error
                 response = render(

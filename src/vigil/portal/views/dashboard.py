@@ -1,4 +1,6 @@
-"""The dashboard: what needs attention now, shown only where the operator's scopes allow."""
+"""The dashboard: what needs attention now (open alarms by priority, offline devices, failing
+webhook endpoints, keys exposed or rotating out), each panel only where the operator's scopes
+allow."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from vigil.auth.actor import Actor
 from vigil.auth.apikeys.models import ApiKey, KeyStatus
 from vigil.auth.principal import Environment
 from vigil.auth.scopes import Scope
+from vigil.monitoring.devices import DeviceStatus
 from vigil.monitoring.sites import Site
 from vigil.portal.access import portal_requires, services_of, sessions_of
 from vigil.portal.forms import one, read_form
@@ -24,6 +27,7 @@ from vigil.portal.views.auth import with_session
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 Operator = Annotated[Actor, Depends(portal_requires(None))]
 SOON = timedelta(days=7)
+OFFLINE_SHOWN = 8
 
 
 @router.get("/portal/")
@@ -47,6 +51,13 @@ def dashboard(request: Request, actor: Operator) -> Response:
                 attention.append((key, "rotating out"))
     if view.can(Scope.SITES_READ):
         sites = svc.sites.list(actor, limit=200).items
+    open_alarms = svc.alarms.open_counts(actor) if view.can(Scope.ALARMS_READ) else None
+    offline = None
+    if view.can(Scope.DEVICES_READ):
+        offline = svc.devices.list(actor, status=DeviceStatus.OFFLINE, limit=OFFLINE_SHOWN)
+    hooks = None
+    if view.can(Scope.WEBHOOKS_READ):
+        hooks = svc.webhooks.endpoints.list(actor, limit=200).items
     if view.can(Scope.AUDIT_READ):
         recent, _ = list_events(
             svc.db,
@@ -58,7 +69,15 @@ def dashboard(request: Request, actor: Operator) -> Response:
         )
     dealer = svc.dealers.get(tenant.dealer_id)
     return render(
-        request, "dashboard.html", dealer=dealer, attention=attention, sites=sites, recent=recent
+        request,
+        "dashboard.html",
+        dealer=dealer,
+        attention=attention,
+        sites=sites,
+        recent=recent,
+        open_alarms=open_alarms,
+        offline=offline,
+        hooks=hooks,
     )
 
 

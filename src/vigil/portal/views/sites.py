@@ -29,4 +29,7 @@ def site_detail(request: Request, site_id: str, actor: SitesRead) -> Response:
     svc = services_of(request)
     site = svc.sites.get(actor, site_id)
     history = svc.sites.arming_history(actor, site_id)
-    return render(request, "site.html", site=site, history=history)
+    devices = None
+    if request.state.portal.can(Scope.DEVICES_READ):
+        devices = svc.devices.list(actor, site_id=site.id, limit=200).items
+    return render(request, "site.html", site=site, history=history, devices=devices)

@@ -11,7 +11,11 @@ from vigil.portal.pages import STATIC, secure
 from vigil.portal.routing import PortalRoute
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
-ASSETS = {"portal.css": "text/css", "portal.js": "text/javascript"}
+# htmx is vendored (docs/portal.md records its version and SHA-256). Its name carries the
+# version, so its bytes never change under that name: browsers may keep it for a year.
+HTMX = "htmx-2.0.11.min.js"
+HTMX_INTEGRITY = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
+ASSETS = {"portal.css": "text/css", "portal.js": "text/javascript", HTMX: "text/javascript"}
 
 
 @router.get(
@@ -22,5 +26,8 @@ def asset(name: str) -> Response:
     if name not in ASSETS:
         raise NotFound("No such file.")
     response = FileResponse(STATIC / name, media_type=ASSETS[name])
-    response.headers["cache-control"] = "public, max-age=3600"
+    long = name == HTMX
+    response.headers["cache-control"] = (
+        "public, max-age=31536000, immutable" if long else "public, max-age=3600"
+    )
     return secure(response)
