@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from vigil.audit import canonical
-from vigil.audit.sealing import PLAINTEXT, Details
+from vigil.audit.sealing import Details
 from vigil.auth.actor import Tenant
 from vigil.core.pagination import decode_cursor, encode_cursor
 from vigil.storage.db import Database
@@ -34,10 +34,11 @@ def list_events(
     flt: AuditFilter,
     limit: int,
     cursor: str | None,
-    details: Details = PLAINTEXT,
+    details: Details,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A sandbox credential sees sandbox records only (S13); production also sees the dealer's
-    environment-less records (its creation, plan changes)."""
+    environment-less records (its creation, plan changes). `details` opens sealed details
+    (the services' `audit.details`): required, so no reader can forget it."""
     c = audit_events.c
     query = select(c.seq, *(c[f] for f in PUBLIC_FIELDS), c.hash).where(
         c.dealer_id == tenant.dealer_id

@@ -236,7 +236,12 @@ def test_operator_works_an_alarm_through_its_states_audited_as_themselves(
         assert text in page
     assert f"operator:{world.operator.user_id}" in page
     records, _ = list_events(
-        services.db, world.tenant, AuditFilter(actor_id=world.operator.user_id), 200, None
+        services.db,
+        world.tenant,
+        AuditFilter(actor_id=world.operator.user_id),
+        200,
+        None,
+        services.audit.details,
     )
     done = {r["action"]: r for r in records if r["target_id"] == alarm}
     for action in ("alarm.acknowledged", "alarm.annotated", "alarm.dispatched", "alarm.resolved"):
