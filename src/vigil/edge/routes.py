@@ -4,7 +4,9 @@ The HTTPS edge enforces a route's declaration before calling it, so it must find
 Starlette's router will run: the first route, in order, that fully matches (path and method).
 `RouteTable` answers that with the routes' own `matches`, and for the common case of a path
 without parameters it first narrows the search to the routes whose pattern matches that exact
-path, worked out once: the same answer as a full scan, for a dictionary look-up.
+path, worked out once: the same answer as a full scan, for a dictionary look-up. When every
+route of that narrowed list matches the way Starlette's and FastAPI's own `Route`/`APIRoute`
+do (no subclass with its own `matches`), the answer for a (path, method) is worked out once too.
 """
 
 from __future__ import annotations
@@ -67,12 +69,18 @@ class RouteTable:
         self._exact: dict[str, tuple[Route, ...]] = {}
         self._requirements: dict[int, tuple[BaseRoute, Requirement | None]] = {}
         self._queries: dict[int, frozenset[str] | None] = {}
+        # (exact path, method) -> the route that fully matches, for paths whose candidates all
+        # match in the standard way; None when no candidate does (the router answers 405).
+        self._static: dict[tuple[str, str], Route | None] = {}
+        self._plain_paths: set[str] = set()
 
     def _build(self) -> None:
         routes = list(self._routes)
         self._requirements = {id(r): (r, requirement(r)) for r in routes}
         self._queries = {id(r): query_names(r) for r in routes}
         self._exact = {}
+        self._static = {}
+        self._plain_paths = set()
         if all(isinstance(r, Route) for r in routes):
             plain = [r for r in routes if isinstance(r, Route) and not r.param_convertors]
             for candidate in plain:
@@ -80,12 +88,17 @@ class RouteTable:
                 self._exact[path] = tuple(
                     r for r in routes if isinstance(r, Route) and r.path_regex.match(path)
                 )
+                if all(_standard(r) for r in self._exact[path]):
+                    self._plain_paths.add(path)
         self._size = len(routes)
 
     def resolve(self, scope: Scope) -> tuple[BaseRoute, Scope] | None:
         if len(self._routes) != self._size:
             self._build()
-        routes: Sequence[BaseRoute] | None = self._exact.get(get_route_path(scope))
+        path = get_route_path(scope)
+        if path in self._plain_paths and scope["type"] == "http":
+            return self._resolve_static(path, scope)
+        routes: Sequence[BaseRoute] | None = self._exact.get(path)
         if routes is None:
             routes = self._routes
         for route in routes:
@@ -93,6 +106,24 @@ class RouteTable:
             if match is Match.FULL:
                 return route, child
         return None
+
+    def _resolve_static(self, path: str, scope: Scope) -> tuple[BaseRoute, Scope] | None:
+        key = (path, scope["method"])
+        if key not in self._static:
+            self._static[key] = next(
+                (r for r in self._exact[path] if not r.methods or key[1] in r.methods), None
+            )
+        route = self._static[key]
+        if route is None:
+            return None
+        # What `Route.matches` (and `APIRoute.matches`) return for a path without parameters.
+        child: Scope = {
+            "endpoint": route.endpoint,
+            "path_params": dict(scope.get("path_params", {})),
+        }
+        if isinstance(route, APIRoute):
+            child["route"] = route
+        return route, child
 
     def requirement(self, route: BaseRoute) -> Requirement | None:
         known = self._requirements.get(id(route))
@@ -109,3 +140,8 @@ class RouteTable:
             return []
         names = [k for k, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)]
         return [n for n in dict.fromkeys(names) if n not in known]
+
+
+def _standard(route: Route) -> bool:
+    """A route that matches exactly as Starlette's `Route` or FastAPI's `APIRoute` does."""
+    return type(route).matches in (Route.matches, APIRoute.matches) and not route.param_convertors

@@ -105,3 +105,27 @@ def test_routes_added_later_are_seen() -> None:
     found = table.resolve(scope_for("GET", "/v1/late"))
     assert found is not None
     assert found[0].path == "/v1/late"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "DELETE"])
+def test_the_cached_answer_for_plain_paths_is_what_the_routes_own_matching_gives(
+    method: str,
+) -> None:
+    """Paths without parameters skip `matches` after the first look: same route, same child."""
+    from starlette.routing import Match
+
+    app = build()
+    table = RouteTable(app.router.routes)
+    for path in ("/v1/things/special", "/v1/open", "/v1/plain"):
+        scope = scope_for(method, path)
+        expected = next(
+            (
+                (route, child)
+                for route in app.router.routes
+                for match, child in [route.matches(scope)]
+                if match is Match.FULL
+            ),
+            None,
+        )
+        for _ in range(2):  # computed, then cached
+            assert table.resolve(scope) == expected
