@@ -9,6 +9,9 @@ authorized POSTs before the router runs the handler.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from fastapi import FastAPI
 
 from vigil import __version__
@@ -50,8 +53,24 @@ PUBLIC_FRAMEWORK_PATHS = {
 }
 
 
+class EdgeFirst(FastAPI):
+    """FastAPI with the HTTPS edge as its outermost layer, outside FastAPI's own middlewares.
+
+    `add_middleware` would put the edge inside Starlette's error page, FastAPI's telemetry and
+    body-limit layers, which every request then crossed before the edge could answer it. The
+    edge refuses, audits and answers its direct routes itself, so those layers only matter for
+    what it passes on; unhandled errors still become problem+json (`api.errors.internal_error`).
+    """
+
+    edge: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner: ASGIApp = super().build_middleware_stack()
+        return inner if self.edge is None else self.edge(inner)
+
+
 def create_api(services: Services) -> FastAPI:
-    app = FastAPI(
+    app = EdgeFirst(
         title="Vigil API",
         version=__version__,
         description=(
@@ -87,7 +106,7 @@ def create_api(services: Services) -> FastAPI:
     install_portal(app, services)
     settings = services.settings
     app.add_middleware(IdempotencyMiddleware, store=services.idempotency, clock=services.clock)
-    app.add_middleware(
+    app.edge = partial(
         HttpsEdge,
         routes=app.router.routes,
         authenticator=Authenticator(

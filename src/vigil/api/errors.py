@@ -62,7 +62,23 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return _problem(exc.status_code, body, dict(exc.headers or {}))
 
 
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Starlette's last resort (ServerErrorMiddleware) as problem+json, never its plain-text page
+    or a trace: the HTTPS edge sits outside it, so this is what an unhandled error becomes. The
+    exception is still raised on after the response, to be logged."""
+    request.state.error = "internal_error"
+    body = problem_body(
+        500,
+        "Internal error",
+        "Something went wrong on our side; quote the request id to support.",
+        "internal_error",
+        _request_id(request),
+    )
+    return _problem(500, body, {})
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(VigilError, vigil_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
