@@ -6,8 +6,9 @@ loss (S15), and WAL lets readers run while the audit writer commits.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,14 @@ class Database:
             kwargs["max_overflow"] = 20
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
+        # SQLite has one writer at a time. Writers in this process queue on this lock and are
+        # woken the moment it is free; left to SQLite they would poll the file lock through its
+        # busy handler, which sleeps 1, 2, 5, 10... up to 100 ms between tries, so under a
+        # steady stream of small commits (API changes next to the webhook worker) a writer
+        # could wait hundreds of milliseconds for a lock that is free most of the time.
+        # Re-entrant: a nested write transaction behaves as it did without the lock.
+        # Writers in other processes (`vigil worker`) still meet at SQLite's own lock.
+        self._write_lock = threading.RLock() if self.is_sqlite else None
         event.listen(self.engine, "before_cursor_execute", _refuse_nul)
         if not self.is_sqlite:
             event.listen(self.engine, "connect", _postgres_durability)
@@ -110,10 +119,15 @@ class Database:
         that reads and then writes can fail outright with SQLITE_BUSY_SNAPSHOT when another
         writer committed in between, which busy_timeout does not retry.
         """
-        with self.engine.connect() as conn:
+        with self.write_lock(), self.engine.connect() as conn:
             conn.execution_options(vigil_write=True)
             with conn.begin():
                 yield conn
+
+    def write_lock(self) -> AbstractContextManager[object]:
+        """Held around every write transaction of this process on SQLite (see `__init__`);
+        callers that open a write transaction on their own connection take it too."""
+        return self._write_lock if self._write_lock is not None else nullcontext()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
