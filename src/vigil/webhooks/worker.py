@@ -9,12 +9,17 @@ not the whole batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import socket
 import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +56,11 @@ class DeliveryWorker:
         self._db, self._audit, self._clock, self._transport = db, audit, clock, transport
         self._secrets = secrets
         self._concurrency, self._lease = concurrency, lease
+        self._chunk = max(1, concurrency // 4)
+        # How long a claimed message may wait in the buffer: its lease must still cover a
+        # whole request (the timeout) and recording it, with room to spare.
+        self._start_by = max(0.0, (lease.total_seconds() - transport.timeout_seconds) / 2)
+        self._conn: Connection | None = None
         self._rand = rand
         self._after = 0  # highest event seq this worker fanned out (the hot path's cursor)
         self._next_sweep = 0.0
@@ -72,40 +82,86 @@ class DeliveryWorker:
     # -- the long-running loop -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Each turn is ONE transaction (`_tick`): record what finished, fan out new events,
-        claim as many due messages as there are free slots. One commit per turn, not three,
-        is what keeps a durable database (synchronous=FULL, fsync on commit) off the hot path."""
+        claim due messages. One commit per turn, not three, is what keeps a durable database
+        (synchronous=FULL, fsync on commit) off the hot path.
+
+        The turn runs in a thread *while* deliveries go on: it claims up to `concurrency`
+        messages ahead of the free slots (`ready`), so the slots are refilled from that buffer
+        the moment a delivery ends instead of idling through the next turn's round trips. A
+        buffered message is only started while its lease still outlasts a whole request
+        (`_start_by`); one left over is not sent by this worker and its lease runs out, as if
+        the worker had died (at least once, same `webhook-id`)."""
         in_flight: set[asyncio.Task[Result]] = set()
+        ready: deque[tuple[float, Job]] = deque()
         finished: list[Result] = []
-        while not stop.is_set() or in_flight or finished:
-            try:
-                free = 0 if stop.is_set() else self._concurrency - len(in_flight)
-                # Claim in chunks: a turn per completed delivery would commit per message.
-                if finished or not in_flight or free >= max(1, self._concurrency // 4):
-                    batch, finished = finished, []
-                    try:
-                        jobs = await asyncio.to_thread(self._tick, batch, free)
-                    except Exception:
-                        finished = batch + finished  # recorded on the next turn, not lost
-                        raise
-                    in_flight.update(asyncio.create_task(self._deliver(job)) for job in jobs)
-                if in_flight:
-                    done, in_flight = await asyncio.wait(
-                        in_flight, timeout=IDLE_POLL, return_when=asyncio.FIRST_COMPLETED
+        turn: asyncio.Task[list[Job]] | None = None
+        recording: list[Result] = []
+        quiet_until = 0.0  # after a turn that found nothing, claim again no sooner than this
+        paused_until = 0.0  # after a failed turn, no turn at all before this
+        try:
+            while True:
+                self._start_ready(ready, in_flight)
+                stopping = stop.is_set()
+                if turn is None and time.monotonic() >= paused_until:
+                    wanted = 0 if stopping else 2 * self._concurrency - len(in_flight) - len(ready)
+                    claim = wanted > 0 and time.monotonic() >= quiet_until
+                    # Claim in chunks: a turn per completed delivery would commit per message.
+                    if finished or (claim and (wanted >= self._chunk or not in_flight)):
+                        recording, finished = finished, []
+                        turn = asyncio.create_task(
+                            asyncio.to_thread(self._tick, recording, wanted if claim else 0)
+                        )
+                    elif stopping and not in_flight and not ready:
+                        return
+                waiting: set[asyncio.Task[Any]] = set(in_flight)
+                if turn is not None:
+                    waiting.add(turn)
+                if waiting:
+                    done, _ = await asyncio.wait(
+                        waiting, timeout=IDLE_POLL, return_when=asyncio.FIRST_COMPLETED
                     )
-                    finished.extend(t.result() for t in done)
-                elif not stop.is_set():
-                    await _sleep_unless(stop, IDLE_POLL)
-            except Exception:  # a database hiccup must not stop deliveries for good
-                log.exception("webhook worker turn failed; retrying")
-                await _sleep_unless(stop, 1.0)
-        await self._transport.close()
+                else:
+                    delay = max(0.0, max(quiet_until, paused_until) - time.monotonic())
+                    await (asyncio.sleep(delay) if stopping else _sleep_unless(stop, delay))
+                    continue
+                for task in done:
+                    if task is turn:
+                        turn = None
+                        try:
+                            jobs = task.result()
+                        except Exception:  # a database hiccup must not stop deliveries for good
+                            log.exception("webhook worker turn failed; retrying")
+                            finished = recording + finished  # recorded next turn, not lost
+                            paused_until = time.monotonic() + 1.0
+                            continue
+                        start_by = time.monotonic() + self._start_by
+                        ready.extend((start_by, job) for job in jobs)
+                        if not jobs:
+                            quiet_until = time.monotonic() + IDLE_POLL
+                    else:
+                        in_flight.discard(task)
+                        finished.append(task.result())
+        finally:
+            self._drop_connection()
+            await self._transport.close()
+
+    def _start_ready(self, ready: deque[tuple[float, Job]], in_flight: set[Any]) -> None:
+        now = time.monotonic()
+        while ready and len(in_flight) < self._concurrency:
+            start_by, job = ready.popleft()
+            if now > start_by:  # its lease might run out mid-request: leave it to the lease
+                log.warning(
+                    "webhook message %s waited too long to start; left to its lease", job.message_id
+                )
+                continue
+            in_flight.add(asyncio.create_task(self._deliver(job)))
 
     def _tick(self, results: list[Result], free: int) -> list[Job]:
         if not results and free <= 0:
             return []
         now = self._clock.now()
         try:
-            with self._db.transaction() as conn:
+            with self._transaction() as conn:
                 if results:
                     records = claims.record(conn, results, now, self.name, self._rand)
                     self._audit.store.append(conn, records)
@@ -115,8 +171,26 @@ class DeliveryWorker:
                 jobs = claims.claim(conn, now, free, self._lease)
         except Exception:
             self._audit.signer.forget()  # a key made in the rolled-back checkpoint is gone too
+            self._drop_connection()
             raise
         return claims.unseal(jobs, self._secrets)  # after the commit: no key lookup under lock
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """The turn's transaction on the worker's own connection, kept between turns: a pool
+        checkout per turn costs PostgreSQL's pre-ping round trip. Only one turn runs at a time,
+        so the connection is never shared; one that failed is dropped and opened anew."""
+        with self._db.write_lock():
+            if self._conn is None:
+                self._conn = self._db.engine.connect().execution_options(vigil_write=True)
+            with self._conn.begin():
+                yield self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     # -- steps -----------------------------------------------------------------------------------
     def _fan_out(self) -> None:
