@@ -37,7 +37,12 @@ from vigil.webhooks.transport import Transport
 log = logging.getLogger("vigil.webhooks")
 
 SWEEP_SECONDS = 5.0  # how often a worker looks for events committed out of seq order
-IDLE_POLL = 0.02  # seconds between looks at an idle queue: the commit-to-receiver latency floor
+EXPIRED_LOOK_SECONDS = 1.0  # how often a worker's turn looks for messages whose lease ran out
+PREFETCH = 3  # in flight plus claimed ahead, as a multiple of the concurrency
+IDLE_POLL = 0.02
+# Between two turns the database is left alone this long: turns no longer wait for deliveries,
+# and back to back they would keep SQLite's one write lock from another process's worker.
+TURN_REST = 0.005  # seconds between looks at an idle queue: the commit-to-receiver latency floor
 
 
 class DeliveryWorker:
@@ -57,10 +62,14 @@ class DeliveryWorker:
         self._secrets = secrets
         self._concurrency, self._lease = concurrency, lease
         self._chunk = max(1, concurrency // 4)
+        # Messages in flight plus claimed ahead: when a turn is slow (a loaded database), the
+        # deliveries completed meanwhile make the next turn bigger, not the slots idle.
+        self._ahead = PREFETCH * concurrency
         # How long a claimed message may wait in the buffer: its lease must still cover a
         # whole request (the timeout) and recording it, with room to spare.
         self._start_by = max(0.0, (lease.total_seconds() - transport.timeout_seconds) / 2)
         self._conn: Connection | None = None
+        self._next_expired_look = 0.0
         self._rand = rand
         self._after = 0  # highest event seq this worker fanned out (the hot path's cursor)
         self._next_sweep = 0.0
@@ -85,7 +94,7 @@ class DeliveryWorker:
         claim due messages. One commit per turn, not three, is what keeps a durable database
         (synchronous=FULL, fsync on commit) off the hot path.
 
-        The turn runs in a thread *while* deliveries go on: it claims up to `concurrency`
+        The turn runs in a thread *while* deliveries go on: it claims up to twice `concurrency`
         messages ahead of the free slots (`ready`), so the slots are refilled from that buffer
         the moment a delivery ends instead of idling through the next turn's round trips. A
         buffered message is only started while its lease still outlasts a whole request
@@ -97,13 +106,14 @@ class DeliveryWorker:
         turn: asyncio.Task[list[Job]] | None = None
         recording: list[Result] = []
         quiet_until = 0.0  # after a turn that found nothing, claim again no sooner than this
-        paused_until = 0.0  # after a failed turn, no turn at all before this
+        next_turn = 0.0  # no turn before this: a short rest after each, a longer one on failure
+        log.info("webhook worker %s started", self.name)
         try:
             while True:
                 self._start_ready(ready, in_flight)
                 stopping = stop.is_set()
-                if turn is None and time.monotonic() >= paused_until:
-                    wanted = 0 if stopping else 2 * self._concurrency - len(in_flight) - len(ready)
+                if turn is None and time.monotonic() >= next_turn:
+                    wanted = 0 if stopping else self._ahead - len(in_flight) - len(ready)
                     claim = wanted > 0 and time.monotonic() >= quiet_until
                     # Claim in chunks: a turn per completed delivery would commit per message.
                     if finished or (claim and (wanted >= self._chunk or not in_flight)):
@@ -117,11 +127,14 @@ class DeliveryWorker:
                 if turn is not None:
                     waiting.add(turn)
                 if waiting:
+                    timeout = IDLE_POLL
+                    if turn is None:
+                        timeout = min(timeout, max(0.001, next_turn - time.monotonic()))
                     done, _ = await asyncio.wait(
-                        waiting, timeout=IDLE_POLL, return_when=asyncio.FIRST_COMPLETED
+                        waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                     )
                 else:
-                    delay = max(0.0, max(quiet_until, paused_until) - time.monotonic())
+                    delay = max(0.0, max(quiet_until, next_turn) - time.monotonic())
                     await (asyncio.sleep(delay) if stopping else _sleep_unless(stop, delay))
                     continue
                 for task in done:
@@ -132,8 +145,9 @@ class DeliveryWorker:
                         except Exception:  # a database hiccup must not stop deliveries for good
                             log.exception("webhook worker turn failed; retrying")
                             finished = recording + finished  # recorded next turn, not lost
-                            paused_until = time.monotonic() + 1.0
+                            next_turn = time.monotonic() + 1.0
                             continue
+                        next_turn = time.monotonic() + TURN_REST
                         start_by = time.monotonic() + self._start_by
                         ready.extend((start_by, job) for job in jobs)
                         if not jobs:
@@ -168,7 +182,12 @@ class DeliveryWorker:
                 if free <= 0:
                     return []
                 self._fan_out_in(conn, now)
-                jobs = claims.claim(conn, now, free, self._lease)
+                # Messages whose worker died are looked for once a second, not every turn:
+                # their lease already kept them waiting for a minute.
+                expired = time.monotonic() >= self._next_expired_look
+                if expired:
+                    self._next_expired_look = time.monotonic() + EXPIRED_LOOK_SECONDS
+                jobs = claims.claim(conn, now, free, self._lease, expired=expired)
         except Exception:
             self._audit.signer.forget()  # a key made in the rolled-back checkpoint is gone too
             self._drop_connection()
@@ -205,13 +224,18 @@ class DeliveryWorker:
         unique-key refusal), only the fan-out is undone, never the results recorded before it.
         Every `SWEEP_SECONDS` it looks past the platform watermark instead of its own cursor."""
         after = self._after
-        sweep = time.monotonic() >= self._next_sweep
         try:
-            with conn.begin_nested():
-                if sweep:
+            if time.monotonic() >= self._next_sweep:
+                with conn.begin_nested():
                     after = fanout.advance_watermark(conn, now)
-                    self._next_sweep = time.monotonic() + SWEEP_SECONDS
-                count, highest = fanout.fan_out(conn, now, after)
+                self._next_sweep = time.monotonic() + SWEEP_SECONDS
+            # Looking costs one statement; the savepoint (two more round trips on PostgreSQL)
+            # is only taken when there is something to fan out.
+            events = fanout.waiting(conn, after)
+            if not events:
+                return 0
+            with conn.begin_nested():
+                count, highest = fanout.fan_out_events(conn, now, events, after)
         except IntegrityError:
             return 0  # nothing is lost: those events are someone else's now
         self._after = max(self._after, highest)
