@@ -60,6 +60,16 @@ def _refuse_nul(
                 raise InvalidInput("Text may not contain NUL (U+0000) characters.")
 
 
+_ANNOUNCED = "vigil_announced"
+
+
+def announce(conn: Connection, topic: str) -> None:
+    """Tell this process's subscribers to `topic` once the transaction on `conn` commits (the
+    outbox wakes the in-process webhook worker this way). Only transactions opened with
+    `Database.transaction` announce; other writers are found by their readers' polling."""
+    conn.info.setdefault(_ANNOUNCED, set()).add(topic)
+
+
 def _sqlite_begin(conn: Connection) -> None:
     options = conn.get_execution_options()
     if options.get("isolation_level") == "AUTOCOMMIT":
@@ -102,6 +112,7 @@ class Database:
         # Re-entrant: a nested write transaction behaves as it did without the lock.
         # Writers in other processes (`vigil worker`) still meet at SQLite's own lock.
         self._write_lock = threading.RLock() if self.is_sqlite else None
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
         event.listen(self.engine, "before_cursor_execute", _refuse_nul)
         if not self.is_sqlite:
             event.listen(self.engine, "connect", _postgres_durability)
@@ -121,8 +132,19 @@ class Database:
         """
         with self.write_lock(), self.engine.connect() as conn:
             conn.execution_options(vigil_write=True)
+            conn.info.pop(_ANNOUNCED, None)  # left by a transaction that did not commit
             with conn.begin():
                 yield conn
+            announced = conn.info.pop(_ANNOUNCED, None)
+        for topic in announced or ():
+            for listener in list(self._listeners.get(topic, ())):
+                listener()
+
+    def subscribe(self, topic: str, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` (from the committing thread; keep it short) after each commit of a
+        transaction that announced `topic`. Returns the function that unsubscribes."""
+        self._listeners.setdefault(topic, []).append(listener)
+        return lambda: self._listeners[topic].remove(listener)
 
     def write_lock(self) -> AbstractContextManager[object]:
         """Held around every write transaction of this process on SQLite (see `__init__`);

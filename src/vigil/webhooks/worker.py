@@ -28,6 +28,7 @@ from vigil.audit.log import AuditLog
 from vigil.core.clock import Clock
 from vigil.core.ids import new_id
 from vigil.crypto.fields import FieldCipher
+from vigil.events.outbox import OUTBOX_TOPIC
 from vigil.storage.db import Database
 from vigil.webhooks import claims, fanout
 from vigil.webhooks.claims import Job, Result
@@ -40,6 +41,9 @@ SWEEP_SECONDS = 5.0  # how often a worker looks for events committed out of seq 
 EXPIRED_LOOK_SECONDS = 1.0  # how often a worker's turn looks for messages whose lease ran out
 PREFETCH = 3  # in flight plus claimed ahead, as a multiple of the concurrency
 IDLE_POLL = 0.02
+# An idle worker looks less and less often, up to this. Events committed in this process
+# (`vigil serve`'s worker) wake it at once; a separate `vigil worker` finds them within this.
+IDLE_POLL_MAX = 0.1
 # Between two turns the database is left alone this long: turns no longer wait for deliveries,
 # and back to back they would keep SQLite's one write lock from another process's worker.
 TURN_REST = 0.005  # seconds between looks at an idle queue: the commit-to-receiver latency floor
@@ -105,38 +109,50 @@ class DeliveryWorker:
         finished: list[Result] = []
         turn: asyncio.Task[list[Job]] | None = None
         recording: list[Result] = []
+        claiming = 0
         quiet_until = 0.0  # after a turn that found nothing, claim again no sooner than this
+        idle = IDLE_POLL  # how long that is: doubles while nothing comes, up to IDLE_POLL_MAX
         next_turn = 0.0  # no turn before this: a short rest after each, a longer one on failure
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()  # an event committed in this process: look now
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(woken.set)
+
+        unsubscribe = self._db.subscribe(OUTBOX_TOPIC, wake)
+        stopper = asyncio.create_task(stop.wait())
+        signals = {stopper, asyncio.create_task(woken.wait())}
         log.info("webhook worker %s started", self.name)
         try:
             while True:
+                if woken.is_set():
+                    woken.clear()
+                    signals = {t for t in signals if t is stopper or not t.done()}
+                    signals.add(asyncio.create_task(woken.wait()))
+                    quiet_until, idle = 0.0, IDLE_POLL
                 self._start_ready(ready, in_flight)
                 stopping = stop.is_set()
-                if turn is None and time.monotonic() >= next_turn:
-                    wanted = 0 if stopping else self._ahead - len(in_flight) - len(ready)
-                    claim = wanted > 0 and time.monotonic() >= quiet_until
-                    # Claim in chunks: a turn per completed delivery would commit per message.
-                    if finished or (claim and (wanted >= self._chunk or not in_flight)):
-                        recording, finished = finished, []
-                        turn = asyncio.create_task(
-                            asyncio.to_thread(self._tick, recording, wanted if claim else 0)
-                        )
-                    elif stopping and not in_flight and not ready:
-                        return
-                waiting: set[asyncio.Task[Any]] = set(in_flight)
+                now = time.monotonic()
+                wanted = 0 if stopping else self._ahead - len(in_flight) - len(ready)
+                # Claim in chunks: a turn per completed delivery would commit per message.
+                worth = wanted > 0 and (wanted >= self._chunk or not in_flight)
+                claim = wanted > 0 and now >= quiet_until
+                if turn is None and now >= next_turn and (finished or (claim and worth)):
+                    recording, finished = finished, []
+                    claiming = wanted if claim else 0
+                    turn = asyncio.create_task(asyncio.to_thread(self._tick, recording, claiming))
+                elif turn is None and stopping and not (in_flight or ready or finished):
+                    return
+                waiting: set[asyncio.Task[Any]] = {*in_flight, *signals}
+                timeout = None  # a turn, a delivery, a commit or the stop ends the wait...
                 if turn is not None:
                     waiting.add(turn)
-                if waiting:
-                    timeout = IDLE_POLL
-                    if turn is None:
-                        timeout = min(timeout, max(0.001, next_turn - time.monotonic()))
-                    done, _ = await asyncio.wait(
-                        waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                    )
-                else:
-                    delay = max(0.0, max(quiet_until, next_turn) - time.monotonic())
-                    await (asyncio.sleep(delay) if stopping else _sleep_unless(stop, delay))
-                    continue
+                elif finished or worth:  # ...or the moment the next turn may start
+                    at = next_turn if finished else max(next_turn, quiet_until)
+                    timeout = min(max(at - now, 0.001), IDLE_POLL_MAX)
+                done, _ = await asyncio.wait(
+                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 for task in done:
                     if task is turn:
                         turn = None
@@ -150,12 +166,20 @@ class DeliveryWorker:
                         next_turn = time.monotonic() + TURN_REST
                         start_by = time.monotonic() + self._start_by
                         ready.extend((start_by, job) for job in jobs)
-                        if not jobs:
-                            quiet_until = time.monotonic() + IDLE_POLL
-                    else:
+                        if jobs:
+                            idle = IDLE_POLL
+                        elif claiming:
+                            quiet_until = time.monotonic() + idle
+                            idle = min(idle * 2, IDLE_POLL_MAX)
+                    elif task in in_flight:
                         in_flight.discard(task)
                         finished.append(task.result())
+                if stopper.done():  # it stays done: waiting on it would return at once
+                    signals.discard(stopper)
         finally:
+            unsubscribe()
+            for task in signals:
+                task.cancel()
             self._drop_connection()
             await self._transport.close()
 
@@ -257,10 +281,3 @@ class DeliveryWorker:
         with self._db.transaction() as conn:
             records = claims.record(conn, results, now, self.name, self._rand)
             self._audit.store.append(conn, records)
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return
