@@ -280,10 +280,8 @@ def record(
         # Only successes: what each job saw of its endpoint's failure window at claim time is
         # enough to close it (a failure another worker records meanwhile is closed by the next
         # success), and saves reading the endpoints, a round trip per turn.
-        endpoints = {i: {"failing_since": None} for i in endpoint_ids}
-        for r in results:
-            if r.job.failing:
-                endpoints[r.job.endpoint_id]["failing_since"] = r.job
+        failing = {r.job.endpoint_id for r in results if r.job.failing}
+        endpoints = {i: {"failing_since": now if i in failing else None} for i in endpoint_ids}
     else:
         endpoints = {
             row["id"]: dict(row)
