@@ -109,7 +109,7 @@ class DeliveryWorker:
         finished: list[Result] = []
         turn: asyncio.Task[list[Job]] | None = None
         recording: list[Result] = []
-        claiming = 0
+        claiming = wakes = wakes_before = 0
         quiet_until = 0.0  # after a turn that found nothing, claim again no sooner than this
         idle = IDLE_POLL  # how long that is: doubles while nothing comes, up to IDLE_POLL_MAX
         next_turn = 0.0  # no turn before this: a short rest after each, a longer one on failure
@@ -127,6 +127,7 @@ class DeliveryWorker:
             while True:
                 if woken.is_set():
                     woken.clear()
+                    wakes += 1
                     signals = {t for t in signals if t is stopper or not t.done()}
                     signals.add(asyncio.create_task(woken.wait()))
                     quiet_until, idle = 0.0, IDLE_POLL
@@ -139,7 +140,7 @@ class DeliveryWorker:
                 claim = wanted > 0 and now >= quiet_until
                 if turn is None and now >= next_turn and (finished or (claim and worth)):
                     recording, finished = finished, []
-                    claiming = wanted if claim else 0
+                    claiming, wakes_before = (wanted if claim else 0), wakes
                     turn = asyncio.create_task(asyncio.to_thread(self._tick, recording, claiming))
                 elif turn is None and stopping and not (in_flight or ready or finished):
                     return
@@ -168,7 +169,8 @@ class DeliveryWorker:
                         ready.extend((start_by, job) for job in jobs)
                         if jobs:
                             idle = IDLE_POLL
-                        elif claiming:
+                        elif claiming and wakes == wakes_before and not woken.is_set():
+                            # (an event committed while this turn ran may be past its claim)
                             quiet_until = time.monotonic() + idle
                             idle = min(idle * 2, IDLE_POLL_MAX)
                     elif task in in_flight:
