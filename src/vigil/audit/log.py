@@ -99,7 +99,7 @@ class AuditLog:
             if self._group_conn is None:
                 self._group_conn = self._db.engine.connect().execution_options(vigil_write=True)
             try:
-                with self._group_conn.begin():
+                with self._db.write_lock(), self._group_conn.begin():
                     self.store.append(self._group_conn, records)
             except Exception as exc:
                 self.signer.forget()

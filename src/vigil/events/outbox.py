@@ -15,7 +15,10 @@ from sqlalchemy import Connection, insert, select
 from vigil.auth.actor import Tenant
 from vigil.core.ids import new_id
 from vigil.events.types import EventType
+from vigil.storage.db import announce
 from vigil.storage.tables import outbox_events
+
+OUTBOX_TOPIC = "outbox"
 
 
 def emit(
@@ -45,6 +48,7 @@ def emit(
             created_at=when,
         )
     )
+    announce(conn, OUTBOX_TOPIC)  # wakes this process's webhook worker once it commits
     return event_id
 
 

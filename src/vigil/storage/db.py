@@ -6,8 +6,9 @@ loss (S15), and WAL lets readers run while the audit writer commits.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,16 @@ def _refuse_nul(
                 raise InvalidInput("Text may not contain NUL (U+0000) characters.")
 
 
+_ANNOUNCED = "vigil_announced"
+
+
+def announce(conn: Connection, topic: str) -> None:
+    """Tell this process's subscribers to `topic` once the transaction on `conn` commits (the
+    outbox wakes the in-process webhook worker this way). Only transactions opened with
+    `Database.transaction` announce; other writers are found by their readers' polling."""
+    conn.info.setdefault(_ANNOUNCED, set()).add(topic)
+
+
 def _sqlite_begin(conn: Connection) -> None:
     options = conn.get_execution_options()
     if options.get("isolation_level") == "AUTOCOMMIT":
@@ -93,6 +104,15 @@ class Database:
             kwargs["max_overflow"] = 20
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
+        # SQLite has one writer at a time. Writers in this process queue on this lock and are
+        # woken the moment it is free; left to SQLite they would poll the file lock through its
+        # busy handler, which sleeps 1, 2, 5, 10... up to 100 ms between tries, so under a
+        # steady stream of small commits (API changes next to the webhook worker) a writer
+        # could wait hundreds of milliseconds for a lock that is free most of the time.
+        # Re-entrant: a nested write transaction behaves as it did without the lock.
+        # Writers in other processes (`vigil worker`) still meet at SQLite's own lock.
+        self._write_lock = threading.RLock() if self.is_sqlite else None
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
         event.listen(self.engine, "before_cursor_execute", _refuse_nul)
         if not self.is_sqlite:
             event.listen(self.engine, "connect", _postgres_durability)
@@ -110,10 +130,26 @@ class Database:
         that reads and then writes can fail outright with SQLITE_BUSY_SNAPSHOT when another
         writer committed in between, which busy_timeout does not retry.
         """
-        with self.engine.connect() as conn:
+        with self.write_lock(), self.engine.connect() as conn:
             conn.execution_options(vigil_write=True)
+            conn.info.pop(_ANNOUNCED, None)  # left by a transaction that did not commit
             with conn.begin():
                 yield conn
+            announced = conn.info.pop(_ANNOUNCED, None)
+        for topic in announced or ():
+            for listener in list(self._listeners.get(topic, ())):
+                listener()
+
+    def subscribe(self, topic: str, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` (from the committing thread; keep it short) after each commit of a
+        transaction that announced `topic`. Returns the function that unsubscribes."""
+        self._listeners.setdefault(topic, []).append(listener)
+        return lambda: self._listeners[topic].remove(listener)
+
+    def write_lock(self) -> AbstractContextManager[object]:
+        """Held around every write transaction of this process on SQLite (see `__init__`);
+        callers that open a write transaction on their own connection take it too."""
+        return self._write_lock if self._write_lock is not None else nullcontext()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

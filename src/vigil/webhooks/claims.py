@@ -62,9 +62,24 @@ class Job:
     sealed_secret: bytes
     sealed_previous: bytes | None
     secrets: tuple[SigningSecret, ...] = ()
+    # Whether the endpoint was in a failure window when the message was claimed: a batch of
+    # successes clears the windows it knows of without reading the endpoints again.
+    failing: bool = False
 
 
-def claim(conn: Connection, now: datetime, limit: int, lease: timedelta = LEASE) -> list[Job]:
+def claim(
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    lease: timedelta = LEASE,
+    *,
+    expired: bool = True,
+) -> list[Job]:
+    """Lease up to `limit` due messages: those whose worker died (lease ran out) first, they
+    are the oldest work, unless `expired` is False (a caller that looks for them less often),
+    then pending messages in the order they fell due."""
+    if conn.dialect.name == "postgresql":
+        return _claim_returning(conn, now, limit, lease, expired)
     m, e = messages.c, webhook_endpoints.c
     columns = (
         m.id,
@@ -91,16 +106,10 @@ def claim(conn: Connection, now: datetime, limit: int, lease: timedelta = LEASE)
             ).mappings()
         )
 
-    # Messages whose worker died (lease ran out) first: they are the oldest work.
-    rows = due(
-        (m.status == MessageStatus.DELIVERING.value) & (m.lease_until < now), m.lease_until, limit
-    )
-    if len(rows) < limit:
-        rows += due(
-            (m.status == MessageStatus.PENDING.value) & (m.next_attempt_at <= now),
-            m.next_attempt_at,
-            limit - len(rows),
-        )
+    rows: list[Any] = []
+    for condition, order in _due_conditions(now, expired):
+        if len(rows) < limit:
+            rows += due(condition, order, limit - len(rows))
     if not rows:
         return []
     ids = [r["id"] for r in rows]
@@ -126,31 +135,99 @@ def claim(conn: Connection, now: datetime, limit: int, lease: timedelta = LEASE)
                 e.previous_secret_sealed,
                 e.previous_secret_expires_at,
                 e.ca_bundle,
+                e.failing_since,
             ).where(e.id.in_(sorted({r["endpoint_id"] for r in rows})))
         ).mappings()
     }
-    jobs = []
-    for r in rows:
-        ep = endpoints[r["endpoint_id"]]
-        expires = ep["previous_secret_expires_at"]
-        overlapping = expires is not None and expires > now
-        jobs.append(
-            Job(
-                message_id=r["id"],
-                dealer_id=r["dealer_id"],
-                environment=r["environment"],
-                endpoint_id=r["endpoint_id"],
-                event_id=r["event_id"],
-                event_type=r["event_type"],
-                attempt=r["attempts"] + 1,
-                url=ep["url"],
-                ca_bundle=ep["ca_bundle"],
-                body=json.dumps(r["payload"], separators=(",", ":"), sort_keys=True).encode(),
-                sealed_secret=ep["secret_sealed"],
-                sealed_previous=ep["previous_secret_sealed"] if overlapping else None,
-            )
+    return [_job(r, endpoints[r["endpoint_id"]], r["attempts"] + 1, now) for r in rows]
+
+
+def _due_conditions(now: datetime, expired: bool, table: Any = messages) -> list[tuple[Any, Any]]:
+    """(condition, order) of each kind of due message on `table` (webhook_messages or an
+    alias of it), in the order they are claimed. Each walks an index range
+    (ix_webhook_messages_due: status, then time) and stops after the rows it needs, however
+    long the queue is: two queries rather than one OR."""
+    m = table.c
+    kinds = []
+    if expired:
+        kinds.append(
+            ((m.status == MessageStatus.DELIVERING.value) & (m.lease_until < now), m.lease_until)
         )
+    kinds.append(
+        ((m.status == MessageStatus.PENDING.value) & (m.next_attempt_at <= now), m.next_attempt_at)
+    )
+    return kinds
+
+
+def _claim_returning(
+    conn: Connection, now: datetime, limit: int, lease: timedelta, expired: bool
+) -> list[Job]:
+    """PostgreSQL: one statement per kind of due message picks the rows (skipping those
+    another worker holds), leases them and returns them with their endpoint, instead of a
+    select, an update and a select of endpoints: three round trips fewer per turn."""
+    m, e = messages.c, webhook_endpoints.c
+    inner, inner_endpoints = messages.alias("due"), webhook_endpoints.alias("due_endpoint")
+    jobs: list[Job] = []
+    for condition, order in _due_conditions(now, expired, inner):
+        wanted = limit - len(jobs)
+        if wanted <= 0:
+            break
+        picked = (  # on aliases: the subquery must not correlate with the UPDATE's tables
+            select(inner.c.id)
+            .join(inner_endpoints, inner_endpoints.c.id == inner.c.endpoint_id)
+            .where(condition, inner_endpoints.c.enabled == 1)
+            .order_by(order)
+            .limit(wanted)
+            .with_for_update(skip_locked=True, of=inner)
+        )
+        rows = conn.execute(
+            update(messages)
+            .where(m.id.in_(picked), e.id == m.endpoint_id)
+            .values(
+                status=MessageStatus.DELIVERING.value,
+                lease_until=now + lease,
+                attempts=m.attempts + 1,
+                updated_at=now,
+            )
+            .returning(
+                m.id,
+                m.dealer_id,
+                m.environment,
+                m.endpoint_id,
+                m.event_id,
+                m.event_type,
+                m.payload,
+                m.attempts,
+                e.url,
+                e.secret_sealed,
+                e.previous_secret_sealed,
+                e.previous_secret_expires_at,
+                e.ca_bundle,
+                e.failing_since,
+            )
+        ).mappings()
+        jobs += [_job(r, r, r["attempts"], now) for r in rows]  # attempts: already counted
     return jobs
+
+
+def _job(r: Any, ep: Any, attempt: int, now: datetime) -> Job:
+    expires = ep["previous_secret_expires_at"]
+    overlapping = expires is not None and expires > now
+    return Job(
+        message_id=r["id"],
+        dealer_id=r["dealer_id"],
+        environment=r["environment"],
+        endpoint_id=r["endpoint_id"],
+        event_id=r["event_id"],
+        event_type=r["event_type"],
+        attempt=attempt,
+        url=ep["url"],
+        ca_bundle=ep["ca_bundle"],
+        body=json.dumps(r["payload"], separators=(",", ":"), sort_keys=True).encode(),
+        sealed_secret=ep["secret_sealed"],
+        sealed_previous=ep["previous_secret_sealed"] if overlapping else None,
+        failing=ep["failing_since"] is not None,
+    )
 
 
 def unseal(jobs: list[Job], cipher: FieldCipher) -> list[Job]:
@@ -198,12 +275,20 @@ def record(
     """
     m, e = messages.c, webhook_endpoints.c
     endpoint_ids = sorted({r.job.endpoint_id for r in results})
-    endpoints = {
-        row["id"]: dict(row)
-        for row in conn.execute(
-            select(e.id, e.enabled, e.failing_since).where(e.id.in_(endpoint_ids))
-        ).mappings()
-    }
+    endpoints: dict[str, dict[str, Any]]
+    if all(r.outcome.ok for r in results):
+        # Only successes: what each job saw of its endpoint's failure window at claim time is
+        # enough to close it (a failure another worker records meanwhile is closed by the next
+        # success), and saves reading the endpoints, a round trip per turn.
+        failing = {r.job.endpoint_id for r in results if r.job.failing}
+        endpoints = {i: {"failing_since": now if i in failing else None} for i in endpoint_ids}
+    else:
+        endpoints = {
+            row["id"]: dict(row)
+            for row in conn.execute(
+                select(e.id, e.enabled, e.failing_since).where(e.id.in_(endpoint_ids))
+            ).mappings()
+        }
     audit = [_attempt_record(r.job, r.outcome, r.at, worker) for r in results]
     conn.execute(insert(webhook_attempts), [_attempt_row(r) for r in results])
     delivered: dict[int | None, list[str]] = {}

@@ -23,7 +23,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, exists, func, insert, select, update
 
 from vigil.auth.scopes import decode_scopes
 from vigil.core.ids import new_id
@@ -47,8 +47,14 @@ def fan_out(conn: Connection, now: datetime, after: int = 0, batch: int = BATCH)
     """Turn up to `batch` not yet fanned-out events with `seq > after` into messages.
 
     Returns (events handled, highest seq handled, or `after` when none)."""
+    return fan_out_events(conn, now, waiting(conn, after, batch), after)
+
+
+def waiting(conn: Connection, after: int = 0, batch: int = BATCH) -> list[RowMapping]:
+    """Up to `batch` events with `seq > after` not fanned out yet, locked (on PostgreSQL,
+    skipping those another worker is fanning out)."""
     o = outbox_events.c
-    events = list(
+    return list(
         conn.execute(
             select(outbox_events)
             .where(o.seq > after, ~exists().where(webhook_fanout.c.event_id == o.id))
@@ -57,6 +63,13 @@ def fan_out(conn: Connection, now: datetime, after: int = 0, batch: int = BATCH)
             .with_for_update(skip_locked=True, of=outbox_events)
         ).mappings()
     )
+
+
+def fan_out_events(
+    conn: Connection, now: datetime, events: list[RowMapping], after: int = 0
+) -> tuple[int, int]:
+    """Messages for `events` (from `waiting`), and their fan-out markers: a second fan-out of
+    the same event fails on the marker's primary key rather than duplicating."""
     if not events:
         return 0, after
     targets = _endpoints_by_tenant(conn, {(e["dealer_id"], e["environment"]) for e in events})

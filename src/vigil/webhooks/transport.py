@@ -122,6 +122,10 @@ class Transport:
             )
         return self._session
 
+    @property
+    def timeout_seconds(self) -> float:
+        return float(self._timeout.total or 0.0)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -9,12 +9,17 @@ not the whole batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import socket
 import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +28,7 @@ from vigil.audit.log import AuditLog
 from vigil.core.clock import Clock
 from vigil.core.ids import new_id
 from vigil.crypto.fields import FieldCipher
+from vigil.events.outbox import OUTBOX_TOPIC
 from vigil.storage.db import Database
 from vigil.webhooks import claims, fanout
 from vigil.webhooks.claims import Job, Result
@@ -32,7 +38,15 @@ from vigil.webhooks.transport import Transport
 log = logging.getLogger("vigil.webhooks")
 
 SWEEP_SECONDS = 5.0  # how often a worker looks for events committed out of seq order
-IDLE_POLL = 0.02  # seconds between looks at an idle queue: the commit-to-receiver latency floor
+EXPIRED_LOOK_SECONDS = 1.0  # how often a worker's turn looks for messages whose lease ran out
+PREFETCH = 3  # in flight plus claimed ahead, as a multiple of the concurrency
+IDLE_POLL = 0.02
+# An idle worker looks less and less often, up to this. Events committed in this process
+# (`vigil serve`'s worker) wake it at once; a separate `vigil worker` finds them within this.
+IDLE_POLL_MAX = 0.1
+# Between two turns the database is left alone this long: turns no longer wait for deliveries,
+# and back to back they would keep SQLite's one write lock from another process's worker.
+TURN_REST = 0.005  # seconds between looks at an idle queue: the commit-to-receiver latency floor
 
 
 class DeliveryWorker:
@@ -51,6 +65,15 @@ class DeliveryWorker:
         self._db, self._audit, self._clock, self._transport = db, audit, clock, transport
         self._secrets = secrets
         self._concurrency, self._lease = concurrency, lease
+        self._chunk = max(1, concurrency // 4)
+        # Messages in flight plus claimed ahead: when a turn is slow (a loaded database), the
+        # deliveries completed meanwhile make the next turn bigger, not the slots idle.
+        self._ahead = PREFETCH * concurrency
+        # How long a claimed message may wait in the buffer: its lease must still cover a
+        # whole request (the timeout) and recording it, with room to spare.
+        self._start_by = max(0.0, (lease.total_seconds() - transport.timeout_seconds) / 2)
+        self._conn: Connection | None = None
+        self._next_expired_look = 0.0
         self._rand = rand
         self._after = 0  # highest event seq this worker fanned out (the hot path's cursor)
         self._next_sweep = 0.0
@@ -72,51 +95,147 @@ class DeliveryWorker:
     # -- the long-running loop -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Each turn is ONE transaction (`_tick`): record what finished, fan out new events,
-        claim as many due messages as there are free slots. One commit per turn, not three,
-        is what keeps a durable database (synchronous=FULL, fsync on commit) off the hot path."""
+        claim due messages. One commit per turn, not three, is what keeps a durable database
+        (synchronous=FULL, fsync on commit) off the hot path.
+
+        The turn runs in a thread *while* deliveries go on: it claims up to twice `concurrency`
+        messages ahead of the free slots (`ready`), so the slots are refilled from that buffer
+        the moment a delivery ends instead of idling through the next turn's round trips. A
+        buffered message is only started while its lease still outlasts a whole request
+        (`_start_by`); one left over is not sent by this worker and its lease runs out, as if
+        the worker had died (at least once, same `webhook-id`)."""
         in_flight: set[asyncio.Task[Result]] = set()
+        ready: deque[tuple[float, Job]] = deque()
         finished: list[Result] = []
-        while not stop.is_set() or in_flight or finished:
-            try:
-                free = 0 if stop.is_set() else self._concurrency - len(in_flight)
+        turn: asyncio.Task[list[Job]] | None = None
+        recording: list[Result] = []
+        claiming = wakes = wakes_before = 0
+        quiet_until = 0.0  # after a turn that found nothing, claim again no sooner than this
+        idle = IDLE_POLL  # how long that is: doubles while nothing comes, up to IDLE_POLL_MAX
+        next_turn = 0.0  # no turn before this: a short rest after each, a longer one on failure
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()  # an event committed in this process: look now
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(woken.set)
+
+        unsubscribe = self._db.subscribe(OUTBOX_TOPIC, wake)
+        stopper = asyncio.create_task(stop.wait())
+        signals = {stopper, asyncio.create_task(woken.wait())}
+        log.info("webhook worker %s started", self.name)
+        try:
+            while True:
+                if woken.is_set():
+                    woken.clear()
+                    wakes += 1
+                    signals = {t for t in signals if t is stopper or not t.done()}
+                    signals.add(asyncio.create_task(woken.wait()))
+                    quiet_until, idle = 0.0, IDLE_POLL
+                self._start_ready(ready, in_flight)
+                stopping = stop.is_set()
+                now = time.monotonic()
+                wanted = 0 if stopping else self._ahead - len(in_flight) - len(ready)
                 # Claim in chunks: a turn per completed delivery would commit per message.
-                if finished or not in_flight or free >= max(1, self._concurrency // 4):
-                    batch, finished = finished, []
-                    try:
-                        jobs = await asyncio.to_thread(self._tick, batch, free)
-                    except Exception:
-                        finished = batch + finished  # recorded on the next turn, not lost
-                        raise
-                    in_flight.update(asyncio.create_task(self._deliver(job)) for job in jobs)
-                if in_flight:
-                    done, in_flight = await asyncio.wait(
-                        in_flight, timeout=IDLE_POLL, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    finished.extend(t.result() for t in done)
-                elif not stop.is_set():
-                    await _sleep_unless(stop, IDLE_POLL)
-            except Exception:  # a database hiccup must not stop deliveries for good
-                log.exception("webhook worker turn failed; retrying")
-                await _sleep_unless(stop, 1.0)
-        await self._transport.close()
+                worth = wanted > 0 and (wanted >= self._chunk or not in_flight)
+                claim = wanted > 0 and now >= quiet_until
+                if turn is None and now >= next_turn and (finished or (claim and worth)):
+                    recording, finished = finished, []
+                    claiming, wakes_before = (wanted if claim else 0), wakes
+                    turn = asyncio.create_task(asyncio.to_thread(self._tick, recording, claiming))
+                elif turn is None and stopping and not (in_flight or ready or finished):
+                    return
+                waiting: set[asyncio.Task[Any]] = {*in_flight, *signals}
+                timeout = None  # a turn, a delivery, a commit or the stop ends the wait...
+                if turn is not None:
+                    waiting.add(turn)
+                elif finished or worth:  # ...or the moment the next turn may start
+                    at = next_turn if finished else max(next_turn, quiet_until)
+                    timeout = min(max(at - now, 0.001), IDLE_POLL_MAX)
+                done, _ = await asyncio.wait(
+                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    if task is turn:
+                        turn = None
+                        try:
+                            jobs = task.result()
+                        except Exception:  # a database hiccup must not stop deliveries for good
+                            log.exception("webhook worker turn failed; retrying")
+                            finished = recording + finished  # recorded next turn, not lost
+                            next_turn = time.monotonic() + 1.0
+                            continue
+                        next_turn = time.monotonic() + TURN_REST
+                        start_by = time.monotonic() + self._start_by
+                        ready.extend((start_by, job) for job in jobs)
+                        if jobs:
+                            idle = IDLE_POLL
+                        elif claiming and wakes == wakes_before and not woken.is_set():
+                            # (an event committed while this turn ran may be past its claim)
+                            quiet_until = time.monotonic() + idle
+                            idle = min(idle * 2, IDLE_POLL_MAX)
+                    elif task in in_flight:
+                        in_flight.discard(task)
+                        finished.append(task.result())
+                if stopper.done():  # it stays done: waiting on it would return at once
+                    signals.discard(stopper)
+        finally:
+            unsubscribe()
+            for task in signals:
+                task.cancel()
+            self._drop_connection()
+            await self._transport.close()
+
+    def _start_ready(self, ready: deque[tuple[float, Job]], in_flight: set[Any]) -> None:
+        now = time.monotonic()
+        while ready and len(in_flight) < self._concurrency:
+            start_by, job = ready.popleft()
+            if now > start_by:  # its lease might run out mid-request: leave it to the lease
+                log.warning(
+                    "webhook message %s waited too long to start; left to its lease", job.message_id
+                )
+                continue
+            in_flight.add(asyncio.create_task(self._deliver(job)))
 
     def _tick(self, results: list[Result], free: int) -> list[Job]:
         if not results and free <= 0:
             return []
         now = self._clock.now()
         try:
-            with self._db.transaction() as conn:
+            with self._transaction() as conn:
                 if results:
                     records = claims.record(conn, results, now, self.name, self._rand)
                     self._audit.store.append(conn, records)
                 if free <= 0:
                     return []
                 self._fan_out_in(conn, now)
-                jobs = claims.claim(conn, now, free, self._lease)
+                # Messages whose worker died are looked for once a second, not every turn:
+                # their lease already kept them waiting for a minute.
+                expired = time.monotonic() >= self._next_expired_look
+                if expired:
+                    self._next_expired_look = time.monotonic() + EXPIRED_LOOK_SECONDS
+                jobs = claims.claim(conn, now, free, self._lease, expired=expired)
         except Exception:
             self._audit.signer.forget()  # a key made in the rolled-back checkpoint is gone too
+            self._drop_connection()
             raise
         return claims.unseal(jobs, self._secrets)  # after the commit: no key lookup under lock
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """The turn's transaction on the worker's own connection, kept between turns: a pool
+        checkout per turn costs PostgreSQL's pre-ping round trip. Only one turn runs at a time,
+        so the connection is never shared; one that failed is dropped and opened anew."""
+        with self._db.write_lock():
+            if self._conn is None:
+                self._conn = self._db.engine.connect().execution_options(vigil_write=True)
+            with self._conn.begin():
+                yield self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     # -- steps -----------------------------------------------------------------------------------
     def _fan_out(self) -> None:
@@ -131,13 +250,18 @@ class DeliveryWorker:
         unique-key refusal), only the fan-out is undone, never the results recorded before it.
         Every `SWEEP_SECONDS` it looks past the platform watermark instead of its own cursor."""
         after = self._after
-        sweep = time.monotonic() >= self._next_sweep
         try:
-            with conn.begin_nested():
-                if sweep:
+            if time.monotonic() >= self._next_sweep:
+                with conn.begin_nested():
                     after = fanout.advance_watermark(conn, now)
-                    self._next_sweep = time.monotonic() + SWEEP_SECONDS
-                count, highest = fanout.fan_out(conn, now, after)
+                self._next_sweep = time.monotonic() + SWEEP_SECONDS
+            # Looking costs one statement; the savepoint (two more round trips on PostgreSQL)
+            # is only taken when there is something to fan out.
+            events = fanout.waiting(conn, after)
+            if not events:
+                return 0
+            with conn.begin_nested():
+                count, highest = fanout.fan_out_events(conn, now, events, after)
         except IntegrityError:
             return 0  # nothing is lost: those events are someone else's now
         self._after = max(self._after, highest)
@@ -159,10 +283,3 @@ class DeliveryWorker:
         with self._db.transaction() as conn:
             records = claims.record(conn, results, now, self.name, self._rand)
             self._audit.store.append(conn, records)
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return

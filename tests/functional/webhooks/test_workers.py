@@ -75,6 +75,11 @@ def test_two_workers_deliver_each_event_exactly_once(hooks: HooksWorld) -> None:
     env = hooks.settings_env | {"webhook_concurrency": "32"}
     workers = [worker_process(hooks.home, env, f"worker-pair-{i}.log") for i in (1, 2)]
     try:
+        # Both running before the events exist: a worker still starting up while the other
+        # delivers everything would not be two workers at once.
+        for i in (1, 2):
+            log = hooks.home / f"worker-pair-{i}.log"
+            wait_until(lambda log=log: b"started" in log.read_bytes(), 60, f"worker {i}")
         hooks.emit(n=TWO_WORKER_EVENTS, actor=actor)
         wait_until(
             lambda: statuses(hooks, created.endpoint.id)["delivered"] == TWO_WORKER_EVENTS,
