@@ -57,7 +57,7 @@ class AuditDetailsSealer:
     batch and on the writer's idle tick), and seals with it; only a lease spent between two
     `ready()` calls (a million messages apart) falls back to the keyring."""
 
-    __slots__ = ("_cipher", "_keyring", "_lease", "_scope")
+    __slots__ = ("_cipher", "_keyring", "_lease", "_opening", "_scope")
 
     # Top the lease up when fewer messages than this are left: far more than the records that
     # can be written between two `ready()` calls.
@@ -68,6 +68,9 @@ class AuditDetailsSealer:
         self._cipher = FieldCipher(keyring, Purpose.AUDIT)
         self._scope = BindingScope(PLATFORM_TENANT, "platform", "audit_event")
         self._lease: DataKey | None = None
+        # Key header -> data key, for opening: `vigil audit verify` opens every record's
+        # details, and the keyring's locked, LRU-ordered lookup cost as much as the AES-GCM.
+        self._opening: dict[bytes, DataKey] = {}
 
     def ready(self) -> None:
         lease = self._lease
@@ -93,7 +96,12 @@ class AuditDetailsSealer:
         return [bytes(s) for s in sealed]
 
     def open_details(self, record_id: str, sealed: bytes) -> bytes:
-        return self._cipher.open(self._scope.bind(record_id, "details"), sealed)
+        key = self._opening.get(sealed[: envelope.HEADER_SIZE])
+        if key is None or key.destroyed:  # first use, or the keyring's copy expired
+            keyset_id, version = envelope.key_ref(sealed)
+            key = self._keyring.decryption_key(PLATFORM_TENANT, Purpose.AUDIT, keyset_id, version)
+            self._opening[key.header] = key
+        return envelope.open_value(key, self._scope.bind(record_id, "details"), sealed)
 
 
 @dataclass(frozen=True)

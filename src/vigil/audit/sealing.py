@@ -12,14 +12,14 @@ offline), and a ciphertext swapped between records fails twice: its binding name
 and the opened text would not hash to the stored link.
 
 Stored form: the `details` column holds JSON. Plaintext details are always a JSON object; sealed
-details are a JSON string `"sealed:v1:<base64url envelope>"`, so the two can never be confused and
+details are a JSON string `"sealed:v1:<base64 envelope>"`, so the two can never be confused and
 records written before sealing existed stay readable. Empty details (`{}`) say nothing and are
 stored as they are: most successful API calls have none, and they are the hot path.
 """
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 from collections.abc import Sequence
 from typing import Protocol
@@ -29,6 +29,7 @@ from vigil.core.errors import VigilError
 PLATFORM_TENANT = "platform"
 EMPTY = "{}"
 _PREFIX = '"sealed:v1:'
+_PREFIX_LEN = len(_PREFIX)
 
 
 class Sealer(Protocol):
@@ -79,7 +80,7 @@ class Details:
         if todo:
             sealed = self._sealer.seal_details([(rid, text.encode()) for _, rid, text in todo])
             for (i, _, _), blob in zip(todo, sealed, strict=True):
-                out[i] = _PREFIX + base64.urlsafe_b64encode(blob).decode() + '"'
+                out[i] = _PREFIX + binascii.b2a_base64(blob, newline=False).decode() + '"'
         return out
 
     def canonical(self, record_id: str, stored: str) -> str:
@@ -90,7 +91,7 @@ class Details:
             raise DetailsSealed(
                 "This audit record's details are sealed and no platform audit key was given."
             )
-        blob = base64.urlsafe_b64decode(stored[len(_PREFIX) : -1])
+        blob = binascii.a2b_base64(stored[_PREFIX_LEN:-1])
         return self._sealer.open_details(record_id, blob).decode()
 
     def value(self, record_id: str, decoded: object) -> object:
