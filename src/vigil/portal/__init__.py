@@ -19,6 +19,7 @@ from vigil.portal.views import (
     sites,
     static,
     users,
+    webhooks,
 )
 from vigil.services import Services
 
@@ -32,6 +33,6 @@ def install(app: FastAPI, services: Services) -> None:
     app.state.portal_failures = TokenBuckets(
         config.auth_failure_per_second, config.auth_failure_burst
     )
-    for module in (auth, dashboard, apps, audit, sites, users, settings, account, static):
+    for module in (auth, dashboard, apps, webhooks, audit, sites, users, settings, account, static):
         # Flat, like the API's routers, so the route-coverage test sees every portal route.
         app.router.routes.extend(module.router.routes)

@@ -20,7 +20,7 @@ from vigil.auth.principal import ActorType, Principal
 from vigil.auth.scopes import Scope
 from vigil.core.errors import PermissionDenied
 from vigil.edge.authorization import RequiredScope
-from vigil.portal.forms import one, read_form
+from vigil.portal.forms import MAX_BODY, one, read_form
 from vigil.portal.sessions import COOKIE, Session, SessionStore
 from vigil.services import Services
 from vigil.tenancy.operators import Account
@@ -74,10 +74,10 @@ def current_session(request: Request) -> Session | None:
     return sessions_of(request).load(request.cookies.get(COOKIE))
 
 
-async def check_csrf(request: Request, expected: str) -> None:
+async def check_csrf(request: Request, expected: str, max_body: int = MAX_BODY) -> None:
     if request.method in SAFE_METHODS:
         return
-    sent = one(await read_form(request), "csrf", 100)
+    sent = one(await read_form(request, max_body), "csrf", 100)
     if not sent or not hmac.compare_digest(sent, expected):
         raise CsrfRefused("This form has expired or did not come from the portal. Reload it.")
 
@@ -85,6 +85,8 @@ async def check_csrf(request: Request, expected: str) -> None:
 @dataclass(frozen=True)
 class PortalScope(RequiredScope):
     """`Depends(PortalScope(Scope.X))`; `None` = any signed-in operator."""
+
+    max_body: int = MAX_BODY  # the largest form the route takes (checked with the CSRF token)
 
     admitted_at_edge = False  # the operator is known from the session cookie, checked below
 
@@ -99,9 +101,9 @@ class PortalScope(RequiredScope):
         request.state.principal = principal
         request.state.portal = PortalView(account, session, principal.scopes)
         actor = await RequiredScope.__call__(self, request)
-        await check_csrf(request, session.csrf)
+        await check_csrf(request, session.csrf, self.max_body)
         return replace(actor, via="portal")
 
 
-def portal_requires(scope: Scope | None) -> PortalScope:
-    return PortalScope(scope)
+def portal_requires(scope: Scope | None, *, max_body: int = MAX_BODY) -> PortalScope:
+    return PortalScope(scope, max_body)

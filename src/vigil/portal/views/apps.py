@@ -86,9 +86,15 @@ def app_detail(request: Request, app_id: str, actor: AppsRead) -> Response:
 
 
 def _secret_page(request: Request, actor: Actor, app_id: str, token: str, what: str) -> Response:
-    svc = services_of(request)
+    app = services_of(request).apps.get(app_id, actor.tenant)
     return render(
-        request, "secret.html", app=svc.apps.get(app_id, actor.tenant), token=token, what=what
+        request,
+        "secret.html",
+        heading=f"Key {what} for {app.name}",
+        label="API key",
+        token=token,
+        back=f"/portal/apps/{app.id}",
+        overlap=None,
     )
 
 
