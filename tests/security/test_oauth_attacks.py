@@ -265,15 +265,18 @@ def test_wrong_password_shows_the_form_again_and_is_audited(
     with server.client() as http:
         again = oauth.sign_in(http, params, u.email, password="not the password")
         assert again.status_code == 200
-        assert "Wrong e-mail or password." in again.text
+        assert "do not match an account" in again.text
         assert oauth.sign_in(http, params, u.email).status_code == 303
     with services.db.read() as conn:
         failed = conn.execute(
-            select(audit_events.c.target_id).where(
-                audit_events.c.action == AuditAction.USER_SIGN_IN_FAILED.value
+            select(audit_events.c.target_id, audit_events.c.details).where(
+                audit_events.c.action == AuditAction.USER_SIGN_IN_FAILED.value,
+                audit_events.c.target_id == u.id,
             )
-        ).scalars()
-        assert c.id in set(failed)
+        ).all()
+    # The record names the user and the app that asked (the portal's sign-in code writes it).
+    assert [d["app_id"] for _, d in failed] == [c.id]
+    assert [d["front"] for _, d in failed] == ["oauth_consent"]
 
 
 def test_user_of_another_dealer_cannot_sign_in_to_the_app(
@@ -286,7 +289,7 @@ def test_user_of_another_dealer_cannot_sign_in_to_the_app(
             http, oauth.authorize_params(c, oauth.pkce_pair()[1]), stranger.email
         )
     assert refused.status_code == 200
-    assert "Wrong e-mail or password." in refused.text
+    assert "do not match an account" in refused.text
 
 
 # --- refresh tokens -------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from vigil.auth.oauth.csrf import CsrfTokens
-from vigil.edge.rate_limit import TokenBuckets
 from vigil.portal.sessions import SessionStore
 from vigil.portal.views import (
     account,
@@ -27,12 +26,6 @@ from vigil.services import Services
 def install(app: FastAPI, services: Services) -> None:
     app.state.portal_sessions = SessionStore(services.db, services.audit, services.clock)
     app.state.portal_csrf = CsrfTokens(services.db)
-    # Failed sign-in steps per client address, on top of the per-account lockout: one address
-    # guessing across many accounts is slowed without locking any of them.
-    config = services.settings
-    app.state.portal_failures = TokenBuckets(
-        config.auth_failure_per_second, config.auth_failure_burst
-    )
     for module in (auth, dashboard, apps, webhooks, audit, sites, users, settings, account, static):
         # Flat, like the API's routers, so the route-coverage test sees every portal route.
         app.router.routes.extend(module.router.routes)
