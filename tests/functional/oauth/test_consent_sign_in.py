@@ -45,10 +45,12 @@ def _grants(services: Services, user_id: str) -> int:
 def _failures(services: Services, user_id: str) -> list[dict[str, object]]:
     with services.db.read() as conn:
         rows = conn.execute(
-            select(audit_events.c.action, audit_events.c.details).where(
+            select(audit_events.c.action, audit_events.c.details)
+            .where(
                 audit_events.c.target_id == user_id,
                 audit_events.c.action.in_(["user.sign_in_failed", "user.locked_out"]),
             )
+            .order_by(audit_events.c.occurred_at, audit_events.c.seq)
         )
         return [{"action": r.action, **dict(r.details or {})} for r in rows]
 

@@ -81,10 +81,12 @@ def test_widening_asks_for_approval_of_exactly_the_additions(
     with services.db.read() as conn:
         record = (
             conn.execute(
-                select(audit_events).where(
+                select(audit_events)
+                .where(
                     audit_events.c.action == "app.scopes_granted",
                     audit_events.c.target_id == world.app_id,
                 )
+                .order_by(audit_events.c.occurred_at, audit_events.c.seq)
             )
             .mappings()
             .all()[-1]
