@@ -82,6 +82,12 @@ def create_api(services: Services) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
+    # Failed sign-ins per client address, shared by every place a person signs in (portal and
+    # OAuth consent): one address guessing across accounts, or across the two forms, is slowed
+    # alike without locking any account.
+    app.state.sign_in_failures = TokenBuckets(
+        services.settings.auth_failure_per_second, services.settings.auth_failure_burst
+    )
     errors.install(app)
     openapi.install(app)
     routers = (

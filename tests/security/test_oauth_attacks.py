@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 from tests.support import factories, oauth
+from tests.support.audit_trail import opened_rows
 from tests.support.server import VigilServer
 
 from vigil.audit.actions import AuditAction
@@ -265,15 +266,18 @@ def test_wrong_password_shows_the_form_again_and_is_audited(
     with server.client() as http:
         again = oauth.sign_in(http, params, u.email, password="not the password")
         assert again.status_code == 200
-        assert "Wrong e-mail or password." in again.text
+        assert "do not match an account" in again.text
         assert oauth.sign_in(http, params, u.email).status_code == 303
-    with services.db.read() as conn:
-        failed = conn.execute(
-            select(audit_events.c.target_id).where(
-                audit_events.c.action == AuditAction.USER_SIGN_IN_FAILED.value
-            )
-        ).scalars()
-        assert c.id in set(failed)
+    failed = opened_rows(
+        services,
+        select(audit_events.c.id, audit_events.c.details).where(
+            audit_events.c.action == AuditAction.USER_SIGN_IN_FAILED.value,
+            audit_events.c.target_id == u.id,
+        ),
+    )
+    # The record names the user and the app that asked (the portal's sign-in code writes it).
+    assert [r["details"]["app_id"] for r in failed] == [c.id]
+    assert [r["details"]["front"] for r in failed] == ["oauth_consent"]
 
 
 def test_user_of_another_dealer_cannot_sign_in_to_the_app(
@@ -286,7 +290,7 @@ def test_user_of_another_dealer_cannot_sign_in_to_the_app(
             http, oauth.authorize_params(c, oauth.pkce_pair()[1]), stranger.email
         )
     assert refused.status_code == 200
-    assert "Wrong e-mail or password." in refused.text
+    assert "do not match an account" in refused.text
 
 
 # --- refresh tokens -------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from vigil.auth.scopes import Scope
 from vigil.core.ids import new_id
 from vigil.services import Services
 from vigil.tenancy.partners import Partner
+from vigil.tenancy.roles import PortalRole
 from vigil.tenancy.users import Role, User
 
 __all__ = ["AuthMethod", "ClientType", "Role"]
@@ -44,8 +45,11 @@ def user(
     dealer_id: str,
     role: Role = Role.OPERATOR,
     sites: Iterable[str] = (),
+    portal_role: PortalRole = PortalRole.OPERATOR,
 ) -> User:
-    return services.users.create(
+    """An operator (portal role `operator` unless asked: owners and admins need a second
+    factor to consent, see tests/functional/oauth/test_consent_sign_in.py) or a site user."""
+    created = services.users.create(
         factories.OPERATOR,
         dealer_id=dealer_id,
         email=f"user{next(_n)}-{uuid.uuid4().hex[:6]}@example.com",
@@ -53,6 +57,9 @@ def user(
         password=PASSWORD,
         site_ids=sites,
     )
+    if role is Role.OPERATOR:
+        services.operators.set_role(factories.OPERATOR, created.id, portal_role)
+    return created
 
 
 @dataclass(frozen=True)
@@ -113,13 +120,17 @@ def form_of(page: str) -> dict[str, str]:
 
 
 def sign_in(
-    http: httpx.Client, params: dict[str, str], email: str, password: str = PASSWORD
+    http: httpx.Client,
+    params: dict[str, str],
+    email: str,
+    password: str = PASSWORD,
+    code: str = "",
 ) -> httpx.Response:
     """GET the consent page, then submit its form as a browser would."""
     page = http.get("/oauth/authorize", params=params)
     assert page.status_code == 200, page.text
     form = form_of(page.text) | {"email": email, "password": password, "decision": "approve"}
-    return http.post("/oauth/authorize", data=form)
+    return http.post("/oauth/authorize", data=form | ({"code": code} if code else {}))
 
 
 def consent_redirect(server: VigilServer, url: str, email: str) -> str:

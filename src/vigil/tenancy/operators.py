@@ -1,6 +1,10 @@
 """Operator accounts for the dealer portal: role, password sign-in with lockout, TOTP second
 factor with recovery codes, and the resets an admin performs on another operator.
 
+Site users (a dealer's customers) sign in through the same code, to the portal's Connected apps
+and to the OAuth consent page: one password check, one lockout counter and one second-factor
+rule wherever a person signs in. Their account has the role `site_user` and no portal scope.
+
 Why each number: five wrong answers in a row lock the account for 15 minutes (OWASP ASVS 2.2.1
 asks for throttling that defeats online guessing without enabling easy denial of service; a
 short lock does both). The refusal text is the same for a wrong password, an unknown e-mail and
@@ -41,6 +45,7 @@ RECOVERY_CODES = 10
 # `totp` / user id / `secret`. An operator account spans both environments; the portal signs in
 # to production, so the fixed `production` names the environment of the binding.
 TOTP_ENVIRONMENT = "production"
+PORTAL: Mapping[str, str] = {"front": "portal"}
 REFUSED = "That e-mail and password do not match an account, or it is locked for a while."
 
 
@@ -117,10 +122,13 @@ class OperatorAccounts:
         if row is not None:
             return dict(row)
         # Operators created before the portal existed (or by `vigil users create`) start as
-        # owners: they could already delegate every scope, so this grants nothing new.
+        # owners: they could already delegate every scope, so this grants nothing new. Site
+        # users are site users.
+        kind = conn.execute(select(users.c.role).where(users.c.id == user_id)).scalar()
+        role = PortalRole.SITE_USER if kind == Role.SITE_USER.value else PortalRole.OWNER
         fresh: dict[str, Any] = {
             "user_id": user_id,
-            "portal_role": PortalRole.OWNER.value,
+            "portal_role": role.value,
             "totp_secret_sealed": None,
             "totp_last_step": None,
             "recovery_codes": [],
@@ -132,9 +140,8 @@ class OperatorAccounts:
         return fresh
 
     def account(self, user_id: str) -> Account:
+        """An operator's or site user's account (a site user's role is always `site_user`)."""
         user = self._users.get(user_id)
-        if user.role is not Role.OPERATOR:
-            raise NotFound(f"No operator '{user_id}'.")
         query = select(operator_accounts).where(operator_accounts.c.user_id == user_id)
         with self._db.read() as conn:  # every portal request reads this: no write lock
             stored = conn.execute(query).mappings().first()
@@ -144,9 +151,14 @@ class OperatorAccounts:
                 found = self._row(conn, user_id)
         else:
             found = dict(stored)
-        return Account(
-            user, PortalRole(found["portal_role"]), found["totp_secret_sealed"] is not None
+        role = (
+            PortalRole.SITE_USER
+            if user.role is Role.SITE_USER
+            else PortalRole(found["portal_role"])
         )
+        if user.role is Role.OPERATOR and role is PortalRole.SITE_USER:
+            raise NotFound(f"No operator '{user_id}'.")  # never assigned; refuse, grant nothing
+        return Account(user, role, found["totp_secret_sealed"] is not None)
 
     def team(self, actor: Actor) -> list[Account]:
         """The actor's dealer's operators, for an owner or admin (others: 403)."""
@@ -164,8 +176,17 @@ class OperatorAccounts:
         return me
 
     # --- sign-in -------------------------------------------------------------------------
-    def sign_in(self, actor: Actor, dealer_id: str, email: str, password: str) -> Account:
-        """Password step. Raises `SignInRefused` with one message for every reason."""
+    def sign_in(
+        self,
+        actor: Actor,
+        dealer_id: str,
+        email: str,
+        password: str,
+        where: Mapping[str, str] = PORTAL,
+    ) -> Account:
+        """Password step, for operators and site users alike. Raises `SignInRefused` with one
+        message for every reason. `where` goes into failure records' details: the `front`
+        (`portal`, `oauth_consent`) and, at the consent form, the `app_id` asking."""
         now = self._clock.now()
         try:
             address = normalize_email(email)
@@ -177,7 +198,7 @@ class OperatorAccounts:
                     users.c.dealer_id == dealer_id, users.c.email == address
                 )
             ).first()
-        user_id = found[0] if found is not None and found[1] == Role.OPERATOR.value else None
+        user_id = found[0] if found is not None else None
         locked = False
         if user_id is not None:
             with self._db.transaction() as conn:
@@ -187,7 +208,7 @@ class OperatorAccounts:
         user = self._users.authenticate(dealer_id, address or email, password)
         if user is None or user_id is None or locked or user.id != user_id:
             reason = "locked" if locked else "bad_credentials"
-            self._failed(actor, dealer_id, user_id, reason)
+            self._failed(actor, dealer_id, user_id, reason, where)
             raise SignInRefused(REFUSED)
         account = self.account(user.id)
         if not (account.mfa_enrolled or account.mfa_required):
@@ -195,7 +216,14 @@ class OperatorAccounts:
                 self._succeeded(conn, user.id, now)
         return account
 
-    def _failed(self, actor: Actor, dealer_id: str, user_id: str | None, reason: str) -> None:
+    def _failed(
+        self,
+        actor: Actor,
+        dealer_id: str,
+        user_id: str | None,
+        reason: str,
+        where: Mapping[str, str] = PORTAL,
+    ) -> None:
         now = self._clock.now()
         with self._db.transaction() as conn:
             action = AuditAction.USER_SIGN_IN_FAILED
@@ -220,7 +248,7 @@ class OperatorAccounts:
                     target_id=user_id,
                     result="failure",
                     dealer_id=dealer_id,
-                    details={"reason": reason, "front": "portal"},
+                    details={"reason": reason, **where},
                 ),
             )
 
@@ -231,7 +259,27 @@ class OperatorAccounts:
             .values(failed_sign_ins=0, locked_until=None, updated_at=now)
         )
 
-    def second_factor(self, actor: Actor, account: Account, code: str) -> bool:
+    def refuse_without_second_factor(
+        self, actor: Actor, account: Account, where: Mapping[str, str]
+    ) -> None:
+        """A role that needs a second factor has none set up: the sign-in ends here, audited
+        (not counted toward the lockout: the password was right, nothing is being guessed)."""
+        now = self._clock.now()
+        self._audit.write_now(
+            actor.record(
+                now,
+                AuditAction.USER_SIGN_IN_FAILED,
+                target_type="user",
+                target_id=account.user.id,
+                result="failure",
+                dealer_id=account.user.dealer_id,
+                details={"reason": "second_factor_not_set_up", **where},
+            )
+        )
+
+    def second_factor(
+        self, actor: Actor, account: Account, code: str, where: Mapping[str, str] = PORTAL
+    ) -> bool:
         """A current TOTP code (each time step once) or an unused recovery code."""
         now = self._clock.now()
         user_id, dealer_id = account.user.id, account.user.dealer_id
@@ -284,7 +332,8 @@ class OperatorAccounts:
                         ),
                     )
                 return True
-        self._failed(actor, dealer_id, user_id, "locked" if locked else "bad_second_factor")
+        reason = "locked" if locked else "bad_second_factor"
+        self._failed(actor, dealer_id, user_id, reason, where)
         return False
 
     # --- enrolment and resets ------------------------------------------------------------
@@ -338,7 +387,11 @@ class OperatorAccounts:
             target = self.account(user_id)
         except NotFound:
             raise NotFound(f"No operator '{user_id}'.") from None
-        if tenant is None or target.user.dealer_id != tenant.dealer_id:
+        if (
+            tenant is None
+            or target.user.dealer_id != tenant.dealer_id
+            or target.role is PortalRole.SITE_USER
+        ):
             raise NotFound(f"No operator '{user_id}'.")
         me = self._ensure_manager(actor)
         if target.role is PortalRole.OWNER and me.role is not PortalRole.OWNER:
@@ -347,13 +400,15 @@ class OperatorAccounts:
 
     def set_role(self, actor: Actor, user_id: str, role: PortalRole) -> None:
         """Changing a role changes privilege: the operator's sessions end, so the next one is
-        issued under the new role (the CLI, with no principal, may set any role)."""
+        issued under the new role (the CLI, with no principal, may set any operator role)."""
+        if role is PortalRole.SITE_USER:
+            raise InvalidInput("'site_user' is not a role an operator can be given.")
         if actor.principal is not None:
             self._managed(actor, user_id)
             if role is PortalRole.OWNER and self.account(actor.id).role is not PortalRole.OWNER:
                 raise PermissionDenied("Only an owner can make another owner.")
-        else:
-            self.account(user_id)
+        elif self.account(user_id).role is PortalRole.SITE_USER:
+            raise NotFound(f"No operator '{user_id}'.")
         now = self._clock.now()
         with self._db.transaction() as conn:
             self._row(conn, user_id)

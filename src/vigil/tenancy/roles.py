@@ -14,6 +14,9 @@ class PortalRole(StrEnum):
     ADMIN = "admin"
     OPERATOR = "operator"
     VIEWER = "viewer"
+    # A dealer's customer (an OAuth site user): signs in only to grant consent and to see and
+    # revoke their connected apps. Never assigned to an operator; holds no portal scope.
+    SITE_USER = "site_user"
 
 
 _READ = frozenset(
@@ -36,7 +39,11 @@ ROLE_SCOPES: dict[PortalRole, frozenset[Scope]] = {
     PortalRole.OPERATOR: _READ | {Scope.ALARMS_WRITE, Scope.ALARMS_DISPATCH, Scope.WEBHOOKS_READ},
     # Viewers read; no key management, no alarm handling.
     PortalRole.VIEWER: _READ,
+    PortalRole.SITE_USER: frozenset(),
 }
+
+# The roles an owner or admin may give an operator (Users and roles).
+OPERATOR_ROLES = (PortalRole.OWNER, PortalRole.ADMIN, PortalRole.OPERATOR, PortalRole.VIEWER)
 
 # A second factor is mandatory where a stolen password would hand over key management.
 MFA_REQUIRED = frozenset({PortalRole.OWNER, PortalRole.ADMIN})

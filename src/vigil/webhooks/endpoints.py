@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from vigil.audit.actions import AuditAction
 from vigil.audit.log import AuditLog
@@ -74,12 +74,24 @@ class EndpointService:
         event_types: list[str],
         description: str | None = None,
         enabled: bool = True,
+        app_id: str | None = None,
     ) -> WithSecret:
+        """Register an endpoint for the calling app, or, for an operator (the portal, no app of
+        its own), for `app_id` of the operator's tenant: its events are then bounded by that
+        app's scopes, and the operator must hold them all (as for changing one, below)."""
         scope = scope_of(actor)
         principal = actor.principal
-        if principal is None or principal.app_id is None:
+        if principal is None or (principal.app_id is None and app_id is None):
             raise PermissionDenied("Webhook endpoints belong to an app; call with an app's key.")
-        types = _check_types(event_types, principal.scopes)
+        if principal.app_id is not None and app_id not in (None, principal.app_id):
+            raise PermissionDenied("An app registers endpoints for itself only.")
+        owner, readable = principal.app_id, principal.scopes
+        if owner is None:
+            assert app_id is not None
+            with self._db.read() as conn:
+                owner = _app_id(conn, scope, app_id)
+                readable = self._ensure_can_manage(conn, actor, owner)
+        types = _check_types(event_types, readable)
         check_registration(url, self._policy, self._resolver)
         secret = new_secret()
         now = self._clock.now()
@@ -93,7 +105,7 @@ class EndpointService:
             count = len(
                 conn.execute(
                     scope.select(webhook_endpoints, webhook_endpoints.c.id)
-                    .where(webhook_endpoints.c.app_id == principal.app_id)
+                    .where(webhook_endpoints.c.app_id == owner)
                     .limit(MAX_ENDPOINTS_PER_APP)
                 ).all()
             )
@@ -103,7 +115,7 @@ class EndpointService:
                 insert(webhook_endpoints).values(
                     id=endpoint_id,
                     **scope.values(),
-                    app_id=principal.app_id,
+                    app_id=owner,
                     url=url,
                     description=description,
                     event_types=types,
@@ -156,7 +168,7 @@ class EndpointService:
         now = self._clock.now()
         with self._db.transaction() as conn:
             row = scope.one(conn, webhook_endpoints, endpoint_id, "webhook endpoint")
-            app_scopes = self._ensure_can_manage(conn, actor, row)
+            app_scopes = self._ensure_can_manage(conn, actor, row["app_id"])
             values = dict(changes)
             if "url" in values and parse_url(values["url"]).host != parse_url(row["url"]).host:
                 # An approved CA was vetted for the host it was requested for, not the next one.
@@ -199,7 +211,7 @@ class EndpointService:
         dealer_id, environment = scope.tenant.dealer_id, scope.tenant.environment.value
         with self._db.read() as conn:
             current = scope.one(conn, webhook_endpoints, endpoint_id, "webhook endpoint")
-            self._ensure_can_manage(conn, actor, current)
+            self._ensure_can_manage(conn, actor, current["app_id"])
         sealed = self._secrets.seal(
             secret_binding(dealer_id, environment, endpoint_id), secret.value.encode()
         )
@@ -214,7 +226,7 @@ class EndpointService:
             # update_versioned refuses the write if the row changed since `current` was read,
             # so the previous secret sealed above is the one being replaced.
             row = current
-            self._ensure_can_manage(conn, actor, row)
+            self._ensure_can_manage(conn, actor, row["app_id"])
             update_versioned(
                 conn,
                 scope,
@@ -250,7 +262,7 @@ class EndpointService:
         with self._db.transaction() as conn:
             scope = scope_of(actor) if actor.principal else _owner_scope(conn, endpoint_id)
             row = scope.one(conn, webhook_endpoints, endpoint_id, "webhook endpoint")
-            self._ensure_can_manage(conn, actor, row)
+            self._ensure_can_manage(conn, actor, row["app_id"])
             conn.execute(
                 insert(webhook_ca_requests).values(
                     id=request_id,
@@ -324,6 +336,16 @@ class EndpointService:
             )
             return _ca_request(conn, request_id)
 
+    def ca_requests_of(self, actor: Actor, endpoint_id: str) -> builtins.list[CaRequest]:
+        """One endpoint's CA requests, newest first, for its own tenant (404 for another's)."""
+        scope = scope_of(actor)
+        c = webhook_ca_requests.c
+        query = scope.select(webhook_ca_requests).where(c.endpoint_id == endpoint_id)
+        with self._db.read() as conn:
+            scope.one(conn, webhook_endpoints, endpoint_id, "webhook endpoint")
+            rows = conn.execute(query.order_by(c.seq.desc()).limit(20)).mappings()
+            return [CaRequest.from_row(m) for m in rows]
+
     def ca_requests(self, status: str | None = None) -> builtins.list[CaRequest]:
         """Every tenant's CA requests, for the platform administrator's CLI."""
         query = select(webhook_ca_requests).order_by(webhook_ca_requests.c.seq)
@@ -332,10 +354,8 @@ class EndpointService:
         with self._db.read() as conn:
             return [CaRequest.from_row(m) for m in conn.execute(query).mappings()]
 
-    def _ensure_can_manage(
-        self, conn: Connection, actor: Actor, row: RowMapping
-    ) -> frozenset[Scope]:
-        scopes_text = conn.execute(select(apps.c.scopes).where(apps.c.id == row["app_id"])).scalar()
+    def _ensure_can_manage(self, conn: Connection, actor: Actor, app_id: str) -> frozenset[Scope]:
+        scopes_text = conn.execute(select(apps.c.scopes).where(apps.c.id == app_id)).scalar()
         app_scopes = decode_scopes(scopes_text or "")
         principal = actor.principal
         if principal is not None and app_scopes - principal.scopes:
@@ -362,6 +382,19 @@ def _check_types(requested: list[str], scopes: frozenset[Scope]) -> list[str]:
         if name not in types:
             types.append(name)
     return sorted(types)
+
+
+def _app_id(conn: Connection, scope: TenantScope, app_id: str) -> str:
+    """An app of the caller's own tenant (another tenant's: 404, like every id)."""
+    a = apps.c
+    query = select(a.id).where(
+        a.id == app_id,
+        a.dealer_id == scope.tenant.dealer_id,
+        a.environment == scope.tenant.environment.value,
+    )
+    if conn.execute(query).first() is None:
+        raise NotFound(f"No app '{app_id}'.")
+    return app_id
 
 
 def _owner_scope(conn: Connection, endpoint_id: str) -> TenantScope:

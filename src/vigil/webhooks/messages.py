@@ -22,9 +22,10 @@ from vigil.events.types import EventType
 from vigil.monitoring.scoping import TenantScope, scope_of
 from vigil.storage.db import Database
 from vigil.storage.tables import webhook_attempts, webhook_endpoints, webhook_messages
-from vigil.webhooks.models import Attempt, Message, MessageStatus
+from vigil.webhooks.models import Attempt, Health, Message, MessageStatus
 
 MAX_REPLAY = 10_000
+HEALTH_WINDOW = 50
 
 
 def event_payload(type: EventType, data: dict[str, Any], when: datetime) -> dict[str, Any]:
@@ -178,6 +179,10 @@ class MessageService:
             scope.one(conn, webhook_endpoints, endpoint_id, "webhook endpoint")
             rows = [(int(m["seq"]), Attempt.from_row(m)) for m in conn.execute(query).mappings()]
         return page_of(rows, limit)
+
+    def health(self, actor: Actor, endpoint_id: str, window: int = HEALTH_WINDOW) -> Health:
+        """Success rate and last failure over the endpoint's latest `window` attempts."""
+        return Health.of(self.attempts(actor, endpoint_id, limit=window).items)
 
 
 def _requeue(conn: Connection, scope: TenantScope, ids: list[str], now: datetime) -> None:

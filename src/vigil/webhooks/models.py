@@ -116,6 +116,35 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class Health:
+    """How an endpoint has fared over its latest attempts (at most `window` of them)."""
+
+    attempts: int
+    succeeded: int
+    last_failure_at: datetime | None
+    last_failure_reason: str | None
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.succeeded / self.attempts if self.attempts else None
+
+    @classmethod
+    def of(cls, recent: list[Attempt]) -> Health:
+        """`recent` newest first, as the attempt listing returns them."""
+        failed = [a for a in recent if a.result != "success"]
+        last = failed[0] if failed else None
+        reason = None
+        if last is not None:
+            reason = last.reason or (f"HTTP {last.status_code}" if last.status_code else "failure")
+        return cls(
+            attempts=len(recent),
+            succeeded=len(recent) - len(failed),
+            last_failure_at=last.attempted_at if last else None,
+            last_failure_reason=reason,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CaRequest:
     id: str
     endpoint_id: str

@@ -124,10 +124,30 @@ def test_owner_manages_a_key_and_sees_it_in_the_audit_log(page: Page, services: 
     expect(page.locator("tr", has_text="active")).to_have_count(1)
     shot(page, "app-keys")
 
+    page.get_by_role("link", name="Webhooks").click()
+    page.get_by_label("URL").fill("https://93.184.215.14/vigil")
+    page.get_by_label("Description").fill("Dispatch board")
+    page.get_by_role("checkbox", name="site.armed").check()
+    page.get_by_role("button", name="Add endpoint").click()
+    assert page.get_by_label("Signing secret").input_value().startswith("whsec_")
+    page.get_by_role("link", name="Done").click()
+    expect(page.get_by_role("heading", name="Health")).to_be_visible()
+    shot(page, "webhook-endpoint")
+    page.get_by_role("link", name="← Webhooks").click()
+    expect(page.get_by_text("Dispatch board")).to_be_visible()
+    shot(page, "webhooks")
+
     page.get_by_role("link", name="Audit log").click()
     page.get_by_label("Actor id").fill(owner.user_id)
     page.get_by_role("button", name="Filter").click()
-    for action in ("api_key.revoked", "api_key.rotated", "api_key.created", "app.created"):
+    actions = (
+        "webhook_endpoint.created",
+        "api_key.revoked",
+        "api_key.rotated",
+        "api_key.created",
+        "app.created",
+    )
+    for action in actions:
         row = page.locator("tr", has_text=action).first
         expect(row).to_contain_text(f"operator:{owner.user_id}")
     expect(page.locator("tr", has_text="portal.signed_in").first).to_be_visible()
@@ -166,7 +186,7 @@ def test_operator_grants_and_revokes_oauth_consent(page: Page, services: Service
 
     # Each time step's code works once: the portal sign-in takes the next one.
     sign_in(page, owner, code=pyotp.TOTP(owner.totp_secret).at(time.time() + 30))
-    page.get_by_role("link", name=re.compile(re.escape(owner.email))).click()
+    page.get_by_role("link", name="Connected apps").click()
     row = page.locator("tr", has_text=cred.app.name)
     expect(row).to_contain_text("sites:read")
     shot(page, "account-connected-apps")

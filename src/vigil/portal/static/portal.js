@@ -19,3 +19,8 @@ document.addEventListener("submit", (event) => {
 document.addEventListener("change", (event) => {
   if (event.target.matches("[data-autosubmit]")) event.target.form.requestSubmit();
 });
+document.addEventListener("change", (event) => {
+  const input = event.target;
+  if (!input.matches("input[type=file][data-read-into]") || !input.files.length) return;
+  input.files[0].text().then((text) => { document.getElementById(input.dataset.readInto).value = text; });
+});

@@ -1,6 +1,7 @@
-"""The operator's own account: second factor, connected apps (OAuth consents) with revoke, and
-sign-out everywhere. Managing one's own consent needs no scope beyond being signed in, as with
-`/v1/me/grants`, and uses the same grant functions."""
+"""The signed-in person's own account: second factor, sign-out everywhere, and Connected apps
+(OAuth consents) with revoke. Managing one's own consent needs no scope beyond being signed in,
+as with `/v1/me/grants`, and uses the same grant functions. These are the only pages a site
+user may open (with sign-out): they sign in to grant consent and to see what they granted."""
 
 from __future__ import annotations
 
@@ -17,16 +18,22 @@ from vigil.portal.pages import render
 from vigil.portal.routing import PortalRoute
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
-Operator = Annotated[Actor, Depends(portal_requires(None))]
+Anyone = Annotated[Actor, Depends(portal_requires(None, site_users=True))]
+CONNECTED_APPS = "/portal/connected-apps"
 
 
 @router.get("/portal/account")
-def account(request: Request, actor: Operator) -> Response:
+def account(request: Request, actor: Anyone) -> Response:
+    return render(request, "account.html")
+
+
+@router.get(CONNECTED_APPS)
+def connected_apps(request: Request, actor: Anyone) -> Response:
     connected = grants.list_grants(services_of(request).oauth.ctx, actor.id)
-    return render(request, "account.html", connected=connected)
+    return render(request, "connected_apps.html", connected=connected)
 
 
 @router.post("/portal/account/grants/{grant_id}/revoke")
-def revoke_grant(request: Request, grant_id: str, actor: Operator) -> Response:
+def revoke_grant(request: Request, grant_id: str, actor: Anyone) -> Response:
     grants.revoke_grant(services_of(request).oauth.ctx, actor, actor.id, grant_id)
-    return RedirectResponse("/portal/account", 303)
+    return RedirectResponse(CONNECTED_APPS, 303)

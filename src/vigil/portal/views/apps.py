@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from vigil.auth.actor import Actor
-from vigil.auth.scopes import DESCRIPTIONS, Scope, parse_scopes
+from vigil.auth.scopes import DESCRIPTIONS, Scope, encode_scopes, parse_scopes
 from vigil.core.errors import InvalidInput
 from vigil.portal.access import portal_requires, services_of
 from vigil.portal.forms import one, read_form
@@ -77,18 +77,69 @@ async def create_app(request: Request, actor: AppsWrite) -> Response:
     return RedirectResponse(f"/portal/apps/{app.id}", 303)
 
 
-@router.get("/portal/apps/{app_id}")
-def app_detail(request: Request, app_id: str, actor: AppsRead) -> Response:
+def _app_page(
+    request: Request, actor: Actor, app_id: str, status: int = 200, **extra: object
+) -> Response:
     svc = services_of(request)
     app = svc.apps.get(app_id, actor.tenant)
     keys = svc.keys.list(actor.tenant, app_id=app.id)
-    return render(request, "app.html", app=app, keys=keys, now=svc.clock.now())
+    return render(
+        request,
+        "app.html",
+        status,
+        app=app,
+        keys=keys,
+        now=svc.clock.now(),
+        scopes=sorted(Scope, key=lambda s: s.value),
+        descriptions=DESCRIPTIONS,
+        **extra,
+    )
+
+
+@router.get("/portal/apps/{app_id}")
+def app_detail(request: Request, app_id: str, actor: AppsRead) -> Response:
+    return _app_page(request, actor, app_id)
+
+
+@router.post("/portal/apps/{app_id}/scopes")
+async def set_scopes(request: Request, app_id: str, actor: AppsWrite) -> Response:
+    """Narrowing applies at once (to the app's keys and tokens on their next request). Widening
+    is never applied from the form that asked for it: the page lists what would be added and
+    asks the operator to approve exactly that set again; a stale or altered approval (the
+    added set changed meanwhile) asks again rather than granting."""
+    form = await read_form(request)
+    svc = services_of(request)
+    app = svc.apps.get(app_id, actor.tenant)
+    try:
+        chosen = _chosen_scopes(form.get("scopes", []))
+    except (InvalidInput, ValueError) as error:
+        message = error.detail if isinstance(error, InvalidInput) else str(error)
+        return _app_page(request, actor, app_id, 422, error=message)
+    added = chosen - app.scopes
+    if added and one(form, "approve_added", 2000) != encode_scopes(added):
+        return render(
+            request,
+            "app_widen.html",
+            app=app,
+            chosen=sorted(chosen, key=lambda s: s.value),
+            added=sorted(added, key=lambda s: s.value),
+            approval=encode_scopes(added),
+            descriptions=DESCRIPTIONS,
+        )
+    svc.apps.grant(actor, app_id, chosen)
+    return RedirectResponse(f"/portal/apps/{app_id}", 303)
 
 
 def _secret_page(request: Request, actor: Actor, app_id: str, token: str, what: str) -> Response:
-    svc = services_of(request)
+    app = services_of(request).apps.get(app_id, actor.tenant)
     return render(
-        request, "secret.html", app=svc.apps.get(app_id, actor.tenant), token=token, what=what
+        request,
+        "secret.html",
+        heading=f"Key {what} for {app.name}",
+        label="API key",
+        token=token,
+        back=f"/portal/apps/{app.id}",
+        overlap=None,
     )
 
 

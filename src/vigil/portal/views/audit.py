@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from vigil.audit.actions import AuditAction
 from vigil.audit.export import export_lines
 from vigil.audit.query import AuditFilter, list_events
 from vigil.audit.verify import verify_store
@@ -26,6 +27,7 @@ from vigil.portal.routing import PortalRoute
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 AuditRead = Annotated[Actor, Depends(portal_requires(Scope.AUDIT_READ))]
+VERIFIED = AuditAction.AUDIT_VERIFIED.value
 FILTERS = ("actor", "action", "result", "request_id", "since", "until")
 
 
@@ -59,8 +61,17 @@ def audit_log(request: Request, actor: AuditRead, cursor: str | None = None) -> 
     svc = services_of(request)
     items, next_cursor = list_events(svc.db, actor.tenant, flt, 50, cursor, svc.audit.details)
     query = "&".join(f"{k}={v}" for k, v in raw.items() if v)
+    latest, _ = list_events(
+        svc.db, actor.tenant, AuditFilter(action=VERIFIED), 1, None, svc.audit.details
+    )
     return render(
-        request, "audit.html", items=items, filters=raw, next_cursor=next_cursor, query=query
+        request,
+        "audit.html",
+        items=items,
+        filters=raw,
+        next_cursor=next_cursor,
+        query=query,
+        latest=latest[0] if latest else None,
     )
 
 
@@ -95,11 +106,27 @@ def audit_export(request: Request, actor: AuditRead) -> Response:
 
 @router.get("/portal/audit/verify")
 def audit_verify(request: Request, actor: AuditRead) -> Response:
-    """Runs `vigil audit verify` over this dealer's chains now and shows the report."""
+    """Runs `vigil audit verify` over this dealer's chains now and shows the report; the outcome
+    is recorded (`audit.verified`, as the CLI records it), so the audit page shows the latest."""
     assert actor.tenant is not None
     svc = services_of(request)
     svc.audit.checkpoint_all()
     reports = verify_store(
         svc.db, svc.audit.signer, actor.tenant.dealer_id, details=svc.audit.details
     )
-    return render(request, "verify.html", reports=reports, at=svc.clock.now())
+    broken = next((r.problem for r in reports if r.problem), None)
+    now = svc.clock.now()
+    svc.audit.write_now(
+        actor.record(
+            now,
+            AuditAction.AUDIT_VERIFIED,
+            target_type="audit_log",
+            target_id=actor.tenant.dealer_id,
+            result="success" if broken is None else "failure",
+            details={
+                "records": sum(r.records for r in reports),
+                "problem": str(broken) if broken else None,
+            },
+        )
+    )
+    return render(request, "verify.html", reports=reports, at=now)

@@ -32,10 +32,12 @@ from vigil.portal.forms import one, read_form
 from vigil.portal.pages import render
 from vigil.portal.routing import PortalRoute
 from vigil.portal.sessions import COOKIE, Session
+from vigil.portal.views.account import CONNECTED_APPS
 from vigil.tenancy.operators import Account, SignInRefused
+from vigil.tenancy.roles import PortalRole
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
-Operator = Annotated[Actor, Depends(portal_requires(None))]
+Anyone = Annotated[Actor, Depends(portal_requires(None, site_users=True))]
 SIGN_IN_PUBLIC = public("the sign-in form: operators authenticate inside this request")
 SECOND_STEP = public("second sign-in step: needs the pending session the password step opened")
 
@@ -46,9 +48,10 @@ def _safe_next(value: str) -> str:
     return value if ok and len(value) < 300 else "/portal/"
 
 
-def _actor(request: Request, user_id: str | None) -> Actor:
+def _actor(request: Request, user_id: str | None, *, site_user: bool = False) -> Actor:
+    kind = ActorType.USER if site_user else ActorType.OPERATOR
     return Actor(
-        type=ActorType.OPERATOR if user_id else ActorType.ANONYMOUS,
+        type=kind if user_id else ActorType.ANONYMOUS,
         id=user_id or "portal-sign-in",
         via="portal",
         request_id=getattr(request.state, "request_id", None),
@@ -70,12 +73,12 @@ def with_session(response: Response, session: Session | None) -> Response:
 
 def _throttled(request: Request) -> int:
     """Seconds this address must wait before another sign-in attempt (0: go ahead)."""
-    failures: TokenBuckets = request.app.state.portal_failures
+    failures: TokenBuckets = request.app.state.sign_in_failures
     return math.ceil(failures.wait(f"ip:{getattr(request.state, 'client_ip', None)}"))
 
 
 def _failed_attempt(request: Request) -> None:
-    failures: TokenBuckets = request.app.state.portal_failures
+    failures: TokenBuckets = request.app.state.sign_in_failures
     failures.take(f"ip:{getattr(request.state, 'client_ip', None)}")
 
 
@@ -117,6 +120,8 @@ async def sign_in(request: Request) -> Response:
     except SignInRefused as refused:
         _failed_attempt(request)
         return _sign_in_page(request, 401, error=refused.detail, **page)
+    if account.role is PortalRole.SITE_USER:
+        page["next"] = CONNECTED_APPS  # the one page a site user may use
     if account.mfa_enrolled or account.mfa_required:
         pending = store.open(account.user.id, dealer, Environment.PRODUCTION, mfa_pending=True)
         step = "/portal/sign-in/totp" if account.mfa_enrolled else "/portal/mfa/enroll"
@@ -133,7 +138,7 @@ async def sign_in(request: Request) -> Response:
 
 def _signed_in(request: Request, account: Account, factors: str) -> AuditRecord:
     now = services_of(request).clock.now()
-    return _actor(request, account.user.id).record(
+    return _account_actor(request, account).record(
         now,
         AuditAction.PORTAL_SIGNED_IN,
         target_type="user",
@@ -141,6 +146,10 @@ def _signed_in(request: Request, account: Account, factors: str) -> AuditRecord:
         dealer_id=account.user.dealer_id,
         details={"factors": factors, "role": account.role.value},
     )
+
+
+def _account_actor(request: Request, account: Account) -> Actor:
+    return _actor(request, account.user.id, site_user=account.role is PortalRole.SITE_USER)
 
 
 def _pending(request: Request) -> tuple[Session, Account] | None:
@@ -173,7 +182,7 @@ async def totp(request: Request) -> Response:
         request.state.error = "rate_limited"
         return render(request, "totp.html", 429, csrf=session.csrf, next=nxt, error=_too_many(wait))
     if not svc.operators.second_factor(
-        _actor(request, account.user.id), account, one(form, "code", 40)
+        _account_actor(request, account), account, one(form, "code", 40)
     ):
         _failed_attempt(request)
         error = "That code is not valid (or the account is locked for a while)."
@@ -208,7 +217,7 @@ async def enroll(request: Request) -> Response:
     secret, nxt = one(form, "secret", 64), _safe_next(one(form, "next", 300))
     if account.mfa_enrolled:
         return RedirectResponse("/portal/account", 303)
-    actor = _actor(request, account.user.id)
+    actor = _account_actor(request, account)
     try:
         codes = svc.operators.enroll(actor, account, secret, one(form, "code", 40))
     except InvalidInput as error:
@@ -230,7 +239,7 @@ async def enroll(request: Request) -> Response:
 
 
 @router.post("/portal/sign-out")
-def sign_out(request: Request, actor: Operator) -> Response:
+def sign_out(request: Request, actor: Anyone) -> Response:
     session = request.state.portal.session
     now = services_of(request).clock.now()
     record = actor.record(
@@ -241,7 +250,7 @@ def sign_out(request: Request, actor: Operator) -> Response:
 
 
 @router.post("/portal/sign-out-everywhere")
-def sign_out_everywhere(request: Request, actor: Operator) -> Response:
+def sign_out_everywhere(request: Request, actor: Anyone) -> Response:
     now = services_of(request).clock.now()
     record = actor.record(
         now, AuditAction.PORTAL_SESSIONS_REVOKED, target_type="user", target_id=actor.id

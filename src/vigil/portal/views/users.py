@@ -20,7 +20,7 @@ from vigil.portal.access import portal_requires, services_of
 from vigil.portal.forms import one, read_form
 from vigil.portal.pages import render
 from vigil.portal.routing import PortalRoute
-from vigil.tenancy.roles import ROLE_SCOPES, PortalRole
+from vigil.tenancy.roles import OPERATOR_ROLES, ROLE_SCOPES, PortalRole
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 Operator = Annotated[Actor, Depends(portal_requires(None))]
@@ -33,7 +33,7 @@ def _page(request: Request, actor: Actor, status: int = 200, **extra: object) ->
         "users.html",
         status,
         team=team,
-        roles=list(PortalRole),
+        roles=list(OPERATOR_ROLES),
         scopes=ROLE_SCOPES,
         **extra,
     )
@@ -47,7 +47,7 @@ def users(request: Request, actor: Operator) -> Response:
 @router.post("/portal/users/{user_id}/role")
 async def set_role(request: Request, user_id: str, actor: Operator) -> Response:
     value = one(await read_form(request), "role", 20)
-    if value not in PortalRole.__members__.values():
+    if value not in {r.value for r in OPERATOR_ROLES}:
         raise InvalidInput("Choose owner, admin, operator or viewer.")
     services_of(request).operators.set_role(actor, user_id, PortalRole(value))
     return RedirectResponse("/portal/users", 303)
