@@ -100,13 +100,15 @@ class Services:
             apps=apps,
             keys=ApiKeyService(db, audit, clock, apps, settings.key_grace_default),
             key_verifier=key_verifier,
-            sites=SiteService(db, audit, clock),
-            idempotency=IdempotencyStore(db),
-            snapshots=SnapshotService(db, audit, clock, objects, settings.snapshot_max_bytes),
+            sites=SiteService(db, audit, clock, encryption.records),
+            idempotency=IdempotencyStore(db, encryption.records),
+            snapshots=SnapshotService(
+                db, audit, clock, objects, settings.snapshot_max_bytes, encryption.records
+            ),
             alarms=AlarmService(db, audit, clock, encryption.records),
-            devices=DeviceService(db, audit, clock),
+            devices=DeviceService(db, audit, clock, encryption.records),
             telemetry=TelemetryService(db, audit, clock, encryption.records),
-            presence=PresenceService(db, audit, clock),
+            presence=PresenceService(db, audit, clock, encryption.records),
             users=users,
             partners=oauth.ctx.partners,
             oauth_clients=oauth.ctx.clients,
@@ -114,7 +116,9 @@ class Services:
             credentials=CredentialVerifier(
                 key_verifier.verify, AccessTokenVerifier(db, clock).verify
             ),
-            webhooks=Webhooks.build(settings, db, audit, clock, encryption.secrets),
+            webhooks=Webhooks.build(
+                settings, db, audit, clock, encryption.secrets, encryption.records
+            ),
             encryption=encryption,
             tenant_keys=TenantKeyService(db, audit, clock, encryption, settings.keys_dir),
             operators=OperatorAccounts(db, audit, clock, users, encryption.secrets),

@@ -148,11 +148,12 @@ class Keyring:
             dealer_id, purpose, keyset_id, version
         )
 
-    def replenish(self, key: DataKey) -> DataKey:
-        """After `DataKeyExhausted`: reserve another block for `key`, or retire it and return the
-        next generation when its lifetime budget is spent."""
+    def replenish(self, key: DataKey, *, headroom: int = 0) -> DataKey:
+        """After `DataKeyExhausted` (or when fewer than `headroom` messages are left): reserve
+        another block for `key`, or retire it and return the next generation when its lifetime
+        budget is spent."""
         with self._budget_lock:
-            if key.has_budget():
+            if key.budget_end - key.uses > headroom:
                 return key  # another thread already topped it up
             if self._store.reserve(
                 key.keyset_id, key.version, self._reservation, self._max_messages

@@ -43,13 +43,14 @@ class DeliveryWorker:
         clock: Clock,
         transport: Transport,
         secrets: FieldCipher,
+        records: FieldCipher,
         *,
         concurrency: int = 64,
         lease: timedelta = claims.LEASE,
         rand: random.Random | None = None,
     ) -> None:
         self._db, self._audit, self._clock, self._transport = db, audit, clock, transport
-        self._secrets = secrets
+        self._secrets, self._records = secrets, records
         self._concurrency, self._lease = concurrency, lease
         self._rand = rand
         self._after = 0  # highest event seq this worker fanned out (the hot path's cursor)
@@ -62,12 +63,12 @@ class DeliveryWorker:
         await asyncio.to_thread(self._fan_out)
         total = 0
         while True:
-            jobs = await asyncio.to_thread(self._claim, self._concurrency)
-            if not jobs:
+            jobs, unusable = await asyncio.to_thread(self._claim, self._concurrency)
+            if not jobs and not unusable:
                 return total
             results = await asyncio.gather(*(self._deliver(job) for job in jobs))
-            await asyncio.to_thread(self._record, list(results))
-            total += len(jobs)
+            await asyncio.to_thread(self._record, list(results) + unusable)
+            total += len(jobs) + len(unusable)
 
     # -- the long-running loop -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -83,10 +84,11 @@ class DeliveryWorker:
                 if finished or not in_flight or free >= max(1, self._concurrency // 4):
                     batch, finished = finished, []
                     try:
-                        jobs = await asyncio.to_thread(self._tick, batch, free)
+                        jobs, unusable = await asyncio.to_thread(self._tick, batch, free)
                     except Exception:
                         finished = batch + finished  # recorded on the next turn, not lost
                         raise
+                    finished.extend(unusable)  # failed before sending: recorded next turn
                     in_flight.update(asyncio.create_task(self._deliver(job)) for job in jobs)
                 if in_flight:
                     done, in_flight = await asyncio.wait(
@@ -100,23 +102,25 @@ class DeliveryWorker:
                 await _sleep_unless(stop, 1.0)
         await self._transport.close()
 
-    def _tick(self, results: list[Result], free: int) -> list[Job]:
+    def _tick(self, results: list[Result], free: int) -> tuple[list[Job], list[Result]]:
         if not results and free <= 0:
-            return []
+            return [], []
+        sealers = claims.sealers_for(results, self._records)  # key lookups before the lock
         now = self._clock.now()
         try:
             with self._db.transaction() as conn:
                 if results:
-                    records = claims.record(conn, results, now, self.name, self._rand)
+                    records = claims.record(conn, results, now, self.name, sealers, self._rand)
                     self._audit.store.append(conn, records)
                 if free <= 0:
-                    return []
+                    return [], []
                 self._fan_out_in(conn, now)
                 jobs = claims.claim(conn, now, free, self._lease)
         except Exception:
             self._audit.signer.forget()  # a key made in the rolled-back checkpoint is gone too
             raise
-        return claims.unseal(jobs, self._secrets)  # after the commit: no key lookup under lock
+        # After the commit: no key lookup under the lock.
+        return claims.unseal(jobs, self._secrets, self._records, self._clock.now())
 
     # -- steps -----------------------------------------------------------------------------------
     def _fan_out(self) -> None:
@@ -143,10 +147,10 @@ class DeliveryWorker:
         self._after = max(self._after, highest)
         return count
 
-    def _claim(self, limit: int) -> list[Job]:
+    def _claim(self, limit: int) -> tuple[list[Job], list[Result]]:
         with self._db.transaction() as conn:
             jobs = claims.claim(conn, self._clock.now(), limit, self._lease)
-        return claims.unseal(jobs, self._secrets)
+        return claims.unseal(jobs, self._secrets, self._records, self._clock.now())
 
     async def _deliver(self, job: Job) -> Result:
         at = self._clock.now()
@@ -155,9 +159,10 @@ class DeliveryWorker:
         return Result(job, outcome, at)
 
     def _record(self, results: list[Result]) -> None:
+        sealers = claims.sealers_for(results, self._records)
         now: datetime = self._clock.now()
         with self._db.transaction() as conn:
-            records = claims.record(conn, results, now, self.name, self._rand)
+            records = claims.record(conn, results, now, self.name, sealers, self._rand)
             self._audit.store.append(conn, records)
 
 
