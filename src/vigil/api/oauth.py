@@ -27,6 +27,7 @@ from vigil.auth.principal import ActorType
 from vigil.edge.authorization import public
 from vigil.edge.rate_limit import TokenBuckets
 from vigil.services import Services
+from vigil.tenancy.operators import UNAVAILABLE, SecondFactor
 from vigil.tenancy.users import Role, User
 
 router = APIRouter(tags=["oauth"])
@@ -169,9 +170,12 @@ async def authorize_submit(request: Request, svc: Svc) -> Response:
             await _sign_in_failed(svc, req, call)
             return await _consent(request, svc, req, "Wrong e-mail or password.")
         code = form.get("code", "")
-        if not await run_in_threadpool(_second_factor, svc, user, code, call):
+        verdict = await run_in_threadpool(_second_factor, svc, user, code, call)
+        if not verdict.ok:
             _failures(request).take(ip_key)
             message = "Enter the current code from your authenticator app."
+            if verdict.unavailable:
+                message = UNAVAILABLE
             return await _consent(request, svc, req, message)
         return _redirect(await run_in_threadpool(authz.approve, ctx, req, user, call))
     except (authz.UnsafeRequest, InvalidRequest) as exc:
@@ -182,14 +186,14 @@ async def authorize_submit(request: Request, svc: Svc) -> Response:
         return _redirect(exc.location)
 
 
-def _second_factor(svc: Services, user: User, code: str, call: Call) -> bool:
+def _second_factor(svc: Services, user: User, code: str, call: Call) -> SecondFactor:
     """An operator who has set up TOTP in the portal gives a code here too: a password alone
     must not grant an app what the portal would not (wrong codes count toward the lockout)."""
     if user.role is not Role.OPERATOR:
-        return True
+        return SecondFactor(ok=True)
     account = svc.operators.account(user.id)
     if not account.mfa_enrolled:
-        return True
+        return SecondFactor(ok=True)
     return svc.operators.second_factor(call.actor(ActorType.USER, user.id), account, code)
 
 

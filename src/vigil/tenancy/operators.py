@@ -28,6 +28,7 @@ from vigil.auth.actor import Actor
 from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput, NotFound, PermissionDenied
 from vigil.crypto.binding import Binding, BindingScope
+from vigil.crypto.errors import DecryptionFailed, KeyUnavailable
 from vigil.crypto.fields import FieldCipher
 from vigil.storage.db import Database
 from vigil.storage.tables import operator_accounts, portal_sessions, users
@@ -46,6 +47,25 @@ REFUSED = "That e-mail and password do not match an account, or it is locked for
 
 class SignInRefused(PermissionDenied):
     code = "sign_in_refused"
+
+
+UNAVAILABLE = (
+    "Your authenticator's code cannot be checked: its stored key failed its integrity check. "
+    "Use a recovery code, or ask an owner or admin to reset your second factor."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SecondFactor:
+    """The verdict on a second-factor code. True only when accepted. `unavailable`: the stored
+    TOTP seed did not open (tampered with, or its key destroyed), which counts as a failure
+    like a wrong code, is audited as a security event, and deserves its own message."""
+
+    ok: bool
+    unavailable: bool = False
+
+    def __bool__(self) -> bool:
+        return self.ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +215,14 @@ class OperatorAccounts:
                 self._succeeded(conn, user.id, now)
         return account
 
-    def _failed(self, actor: Actor, dealer_id: str, user_id: str | None, reason: str) -> None:
+    def _failed(
+        self,
+        actor: Actor,
+        dealer_id: str,
+        user_id: str | None,
+        reason: str,
+        result: str = "failure",
+    ) -> None:
         now = self._clock.now()
         with self._db.transaction() as conn:
             action = AuditAction.USER_SIGN_IN_FAILED
@@ -218,7 +245,7 @@ class OperatorAccounts:
                     action,
                     target_type="user" if user_id else None,
                     target_id=user_id,
-                    result="failure",
+                    result=result,
                     dealer_id=dealer_id,
                     details={"reason": reason, "front": "portal"},
                 ),
@@ -231,8 +258,14 @@ class OperatorAccounts:
             .values(failed_sign_ins=0, locked_until=None, updated_at=now)
         )
 
-    def second_factor(self, actor: Actor, account: Account, code: str) -> bool:
-        """A current TOTP code (each time step once) or an unused recovery code."""
+    def second_factor(self, actor: Actor, account: Account, code: str) -> SecondFactor:
+        """A current TOTP code (each time step once) or an unused recovery code.
+
+        A seed that does not open (`DecryptionFailed`: the row was tampered with or moved;
+        `KeyUnavailable`: its key is gone) is never an error page: the attempt fails like a
+        wrong code and counts toward the lockout, is audited with result `security_event` and
+        reason `second_factor_unavailable`, and a recovery code still works. A KMS outage
+        (`KmsError`, 503) is not the account's fault and counts nothing."""
         now = self._clock.now()
         user_id, dealer_id = account.user.id, account.user.dealer_id
         code = code.strip().replace(" ", "")[:40]
@@ -242,11 +275,12 @@ class OperatorAccounts:
         query = select(operator_accounts.c.totp_secret_sealed)
         with self._db.read() as conn:
             sealed = conn.execute(query.where(operator_accounts.c.user_id == user_id)).scalar()
-        opened = (
-            self._secrets.open(totp_binding(dealer_id, user_id), sealed).decode()
-            if sealed is not None and code.isdigit()
-            else None
-        )
+        opened, unavailable = None, False
+        if sealed is not None and code.isdigit():
+            try:
+                opened = self._secrets.open(totp_binding(dealer_id, user_id), sealed).decode()
+            except (DecryptionFailed, KeyUnavailable):
+                unavailable = True
         with self._db.transaction() as conn:
             row = self._row(conn, user_id)
             locked = row["locked_until"] is not None and row["locked_until"] > now
@@ -283,9 +317,15 @@ class OperatorAccounts:
                             dealer_id=dealer_id,
                         ),
                     )
-                return True
-        self._failed(actor, dealer_id, user_id, "locked" if locked else "bad_second_factor")
-        return False
+                return SecondFactor(ok=True)
+        if locked:
+            self._failed(actor, dealer_id, user_id, "locked")
+        elif unavailable:
+            reason = "second_factor_unavailable"
+            self._failed(actor, dealer_id, user_id, reason, result="security_event")
+        else:
+            self._failed(actor, dealer_id, user_id, "bad_second_factor")
+        return SecondFactor(ok=False, unavailable=unavailable and not locked)
 
     # --- enrolment and resets ------------------------------------------------------------
     @staticmethod
