@@ -86,7 +86,7 @@ class Services:
             checkpoint_seconds=settings.audit_checkpoint_seconds,
         )
         apps = AppService(db, audit, clock)
-        encryption = Encryption.build(settings, kms, db)
+        encryption = Encryption.build(settings, kms, db, audit, clock)
         objects = object_store(settings, encryption)
         key_verifier = ApiKeyVerifier(db, clock)
         users = UserService(db, audit, clock)
