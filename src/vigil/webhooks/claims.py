@@ -167,17 +167,6 @@ def unseal(
     ready: list[Job] = []
     failed: list[Result] = []
     for job in jobs:
-        try:
-            binding = message_payload_binding(
-                job.dealer_id, job.environment, job.event_id, job.message_id
-            )
-            body = records.open(binding, job.sealed_payload or b"")
-        except KmsError:
-            log.warning("webhook message %s: KMS unavailable, left for the lease", job.message_id)
-            continue
-        except CryptoError:
-            failed.append(_unusable(job, "payload_unavailable", "the payload", now))
-            continue
         row = {
             "dealer_id": job.dealer_id,
             "environment": job.environment,
@@ -185,7 +174,13 @@ def unseal(
             "secret_sealed": job.sealed_secret or b"",
             "previous_secret_sealed": job.sealed_previous,
         }
+        what = "payload"
         try:
+            binding = message_payload_binding(
+                job.dealer_id, job.environment, job.event_id, job.message_id
+            )
+            body = records.open(binding, job.sealed_payload or b"")
+            what = "secret"
             opened = [SigningSecret(open_secret(secrets, row))]
             if job.sealed_previous is not None:
                 opened.append(SigningSecret(open_secret(secrets, row, previous=True)))
@@ -193,15 +188,23 @@ def unseal(
             log.warning("webhook message %s: KMS unavailable, left for the lease", job.message_id)
             continue
         except CryptoError:
-            failed.append(_unusable(job, "secret_unavailable", "the signing secret", now))
+            failed.append(_unusable(job, what, now))
             continue
         ready.append(replace(job, body=body, secrets=tuple(opened)))
     return ready, failed
 
 
-def _unusable(job: Job, reason: str, what: str, now: datetime) -> Result:
-    log.warning("webhook message %s: %s does not open (%s)", job.message_id, what, reason)
-    detail = f"{what} could not be decrypted (tampered with, or its key destroyed); not sent"
+_UNUSABLE = {"payload": "the payload", "secret": "the signing secret"}
+
+
+def _unusable(job: Job, what: str, now: datetime) -> Result:
+    reason = f"{what}_unavailable"
+    log.warning(
+        "webhook message %s: %s does not open (%s)", job.message_id, _UNUSABLE[what], reason
+    )
+    detail = (
+        f"{_UNUSABLE[what]} could not be decrypted (tampered with, or its key destroyed); not sent"
+    )
     return Result(job, Outcome(ok=False, reason=reason, detail=detail), now)
 
 

@@ -132,15 +132,7 @@ class AwsKms:
         return SecretKey(out["Plaintext"])
 
     def rewrap(self, key_ref: str, wrapped: bytes, context: EncryptionContext) -> bytes:
-        out = self._call(
-            "ReEncrypt",
-            CiphertextBlob=wrapped,
-            SourceKeyId=key_ref,
-            SourceEncryptionContext=dict(context),
-            DestinationKeyId=key_ref,
-            DestinationEncryptionContext=dict(context),
-        )
-        return bytes(out["CiphertextBlob"])
+        return self.move(key_ref, wrapped, context, key_ref)
 
     def move(
         self, source_ref: str, wrapped: bytes, context: EncryptionContext, target_ref: str

@@ -125,11 +125,7 @@ class LocalKms:
         return SecretKey(raw)
 
     def rewrap(self, key_ref: str, wrapped: bytes, context: EncryptionContext) -> bytes:
-        secret = self.decrypt_data_key(key_ref, wrapped, context)
-        try:
-            return self._wrap(key_ref, self._latest(key_ref), secret.reveal(), context)
-        finally:
-            secret.destroy()
+        return self.move(key_ref, wrapped, context, key_ref)
 
     def move(
         self, source_ref: str, wrapped: bytes, context: EncryptionContext, target_ref: str
