@@ -208,6 +208,8 @@ class World:
 
         assert self.actor.tenant is not None
         now = datetime.now(UTC)
+        # Payloads are sealed (S6): the key is fetched, with budget headroom, before the lock.
+        sealer = self.services.encryption.records.sealer(self.actor.tenant.dealer_id)
         with self.services.db.transaction() as conn:
             ids = [
                 emit(
@@ -218,6 +220,7 @@ class World:
                     subject_id=f"site_{i}",
                     data={"n": i},
                     when=now,
+                    sealer=sealer,
                 )
                 for i in range(n)
             ]

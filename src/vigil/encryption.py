@@ -11,11 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
 
+from vigil.audit.actions import AuditAction
+from vigil.audit.log import AuditLog
 from vigil.audit.sealing import PLATFORM_TENANT
+from vigil.auth.actor import Actor
+from vigil.auth.principal import ActorType
 from vigil.config import Settings
+from vigil.core.clock import Clock
 from vigil.crypto import envelope
 from vigil.crypto.binding import BindingScope
 from vigil.crypto.datakey import DataKey
@@ -118,18 +123,27 @@ class Encryption:
     audit_details: AuditDetailsSealer
 
     @classmethod
-    def build(cls, settings: Settings, kms: Kms, db: Database) -> Encryption:
+    def build(
+        cls, settings: Settings, kms: Kms, db: Database, audit: AuditLog, clock: Clock
+    ) -> Encryption:
         store = SqlWrappedKeyStore(db)
 
         def kek_for(dealer_id: str) -> str:
-            """Enterprise dealers' own KEK (`vigil kms provision`), else the platform's."""
+            """The dealer's own KEK: an enterprise dealer's (`vigil kms provision`), else its
+            platform-managed one, created on first use (S8: destroying it on `dealers delete`
+            reaches every database backup). Not a dealer (a platform keyset): the platform KEK.
+            Called when a data-key generation is made, never inside a write transaction."""
             query = select(dealers.c.kms_key_ref, dealers.c.deleted_at)
             with db.read() as conn:
                 row = conn.execute(query.where(dealers.c.id == dealer_id)).first()
-            if row is not None and row.deleted_at is not None:
+            if row is None:
+                return kms.platform_key_ref
+            if row.deleted_at is not None:
                 # Crypto-shredded: a new key would quietly start a second life for the tenant.
                 raise KeyUnavailable("This dealer was deleted; its keys are destroyed.")
-            return (row.kms_key_ref if row is not None else None) or kms.platform_key_ref
+            if row.kms_key_ref is not None:
+                return str(row.kms_key_ref)
+            return _create_dealer_key(db, audit, clock, kms, dealer_id)
 
         keyring = Keyring.from_settings(settings, kms, store, kek_for=kek_for)
         return cls(
@@ -141,6 +155,42 @@ class Encryption:
             objects=ObjectCipher(keyring),
             audit_details=AuditDetailsSealer(keyring),
         )
+
+
+KEY_CREATOR = Actor(type=ActorType.SYSTEM, id="keyring", via="server")
+
+
+def _create_dealer_key(
+    db: Database, audit: AuditLog, clock: Clock, kms: Kms, dealer_id: str
+) -> str:
+    """A standard dealer's platform-managed KEK, made in the KMS and recorded on the dealer
+    (audited `kms_key.provisioned`, `managed: platform`). Two processes racing both get the
+    KMS's one key (creation is idempotent) and the first recorded ref wins."""
+    ref = kms.create_dealer_key(dealer_id)
+    c = dealers.c
+    with db.transaction() as conn:
+        done = conn.execute(
+            update(dealers)
+            .where(c.id == dealer_id, c.kms_key_ref.is_(None), c.deleted_at.is_(None))
+            .values(kms_key_ref=ref)
+        ).rowcount
+        if done:
+            details = {"kms_key_ref": ref, "managed": "platform", "new": True}
+            audit.write_in(
+                conn,
+                KEY_CREATOR.record(
+                    clock.now(),
+                    AuditAction.KMS_KEY_PROVISIONED,
+                    target_type="dealer",
+                    target_id=dealer_id,
+                    dealer_id=dealer_id,
+                    details=details,
+                ),
+            )
+        row = conn.execute(select(c.kms_key_ref, c.deleted_at).where(c.id == dealer_id)).one()
+    if row.deleted_at is not None:
+        raise KeyUnavailable("This dealer was deleted; its keys are destroyed.")
+    return str(row.kms_key_ref)
 
 
 def start_kms(settings: Settings) -> Kms:

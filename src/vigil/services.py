@@ -79,17 +79,18 @@ class Services:
         signer = AuditSigner(
             settings.keys_dir / "audit", clock, timedelta(days=settings.audit_signing_key_days)
         )
-        encryption = Encryption.build(settings, kms, db)
         audit = AuditLog(
             db,
             signer,
             clock,
             checkpoint_every=settings.audit_checkpoint_every,
             checkpoint_seconds=settings.audit_checkpoint_seconds,
-            details=Details(encryption.audit_details),
         )
-        audit.details.ready()  # outside any transaction: see AuditDetailsSealer
         apps = AppService(db, audit, clock)
+        encryption = Encryption.build(settings, kms, db, audit, clock)
+        # Encryption records the keys it makes in this log, and the log seals details with
+        # encryption's platform audit key: wired in this order, outside any transaction.
+        audit.seal_details(Details(encryption.audit_details))
         objects = object_store(settings, encryption)
         key_verifier = ApiKeyVerifier(db, clock)
         users = UserService(db, audit, clock)
@@ -103,13 +104,15 @@ class Services:
             apps=apps,
             keys=ApiKeyService(db, audit, clock, apps, settings.key_grace_default),
             key_verifier=key_verifier,
-            sites=SiteService(db, audit, clock),
-            idempotency=IdempotencyStore(db),
-            snapshots=SnapshotService(db, audit, clock, objects, settings.snapshot_max_bytes),
+            sites=SiteService(db, audit, clock, encryption.records),
+            idempotency=IdempotencyStore(db, encryption.records),
+            snapshots=SnapshotService(
+                db, audit, clock, objects, settings.snapshot_max_bytes, encryption.records
+            ),
             alarms=AlarmService(db, audit, clock, encryption.records),
-            devices=DeviceService(db, audit, clock),
+            devices=DeviceService(db, audit, clock, encryption.records),
             telemetry=TelemetryService(db, audit, clock, encryption.records),
-            presence=PresenceService(db, audit, clock),
+            presence=PresenceService(db, audit, clock, encryption.records),
             users=users,
             partners=oauth.ctx.partners,
             oauth_clients=oauth.ctx.clients,
@@ -117,7 +120,9 @@ class Services:
             credentials=CredentialVerifier(
                 key_verifier.verify, AccessTokenVerifier(db, clock).verify
             ),
-            webhooks=Webhooks.build(settings, db, audit, clock, encryption.secrets),
+            webhooks=Webhooks.build(
+                settings, db, audit, clock, encryption.secrets, encryption.records
+            ),
             encryption=encryption,
             tenant_keys=TenantKeyService(db, audit, clock, encryption, settings.keys_dir),
             operators=OperatorAccounts(db, audit, clock, users, encryption.secrets),

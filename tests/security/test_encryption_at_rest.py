@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import Table, inspect, select, text, update
 from tests.conftest import DATABASE, DatabaseFactory
 from tests.support.encrypted_world import ALL_INTACT, Tenant, populate, read_back
 from tests.support.server import VigilServer
@@ -17,7 +17,15 @@ from tests.support.server import VigilServer
 from vigil.services import Services
 from vigil.storage.tables import alarm_timeline, alarms, telemetry
 
-SEALED_TABLES = ("telemetry", "alarms", "alarm_timeline", "snapshots", "data_keys")
+SEALED_TABLES = (
+    "telemetry",
+    "alarms",
+    "alarm_timeline",
+    "snapshots",
+    "data_keys",
+    "outbox_events",
+    "idempotency_keys",
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +69,17 @@ def test_no_marker_reaches_the_disk_in_the_clear(
 
 
 def _column_hits(svc: Services, needles: dict[str, bytes]) -> list[str]:
+    """Every table, not only the ones holding sealed columns: a copy of tenant text elsewhere
+    (an event payload, a stored response) is as much a leak."""
     found = []
     with svc.db.read() as conn:
-        for table in SEALED_TABLES:
+        tables = inspect(conn).get_table_names()
+        assert set(SEALED_TABLES) <= set(tables)
+        for table in tables:
             for row in conn.execute(text(f"SELECT * FROM {table}")):
                 for value in row:
-                    raw = value if isinstance(value, bytes) else str(value).encode()
+                    raw = bytes(value) if isinstance(value, bytes | memoryview) else None
+                    raw = raw if raw is not None else str(value).encode()
                     found += [f"{name} in {table}" for name, n in needles.items() if n in raw]
     return found
 

@@ -4,6 +4,8 @@ crypto-shredding with `vigil dealers delete`."""
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import threading
 from collections.abc import Iterator
@@ -76,11 +78,12 @@ def test_an_enterprise_dealer_gets_its_own_kms_key(world: tuple[VigilServer, Ser
     assert read.json()["description"] == "sealed under the dealer's own KEK"
     assert standard.returncode != 0
     assert "Only enterprise dealers" in standard.stderr
-    assert _refs(svc, tenant.dealer_id) == {"platform"}
+    # A standard dealer has a KEK of its own too, platform-managed and made on first use.
+    assert _refs(svc, tenant.dealer_id) == {f"standard-{tenant.dealer_id}"}
     # Deleting it destroys its KEK too: even the wraps in an older database backup are dead.
     backup = list(svc.encryption.store.list_keys(owner.id))
     deleted = _cli(srv, "dealers", "delete", owner.id, "--yes")
-    assert deleted["kms_key_destroyed"] == f"dealer-{owner.id}"
+    assert f"dealer-{owner.id}" in deleted["kms_keys_destroyed"]  # type: ignore[operator]
     fresh = srv.services()
     try:
         for row in backup:
@@ -222,3 +225,92 @@ def _full_copy(srv: VigilServer, svc: Services, home: Path) -> Services:
         ),
         migrate=False,
     )
+
+
+def test_a_backup_taken_before_the_delete_is_shredded_too(
+    world: tuple[VigilServer, Services],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Standard dealers included (S8): the database and the object store are copied BEFORE
+    `vigil dealers delete`; afterwards the copies, read with what is left of the KMS, no
+    longer open the deleted dealer's rows or objects, while another dealer's still open."""
+    srv, svc = world
+    doomed, kept = populate(srv, svc), populate(srv, svc)  # standard dealers, both
+    assert _refs(svc, doomed.dealer_id) == {f"standard-{doomed.dealer_id}"}
+    backup = tmp_path / "backup"
+    url = _back_up(srv, backup, request)  # the database and the objects, as they are now
+
+    deleted = _cli(srv, "dealers", "delete", doomed.dealer_id, "--yes")
+    assert deleted["kms_keys_destroyed"] == [f"standard-{doomed.dealer_id}"]
+    # What is left of the KMS: the key directory after the delete (the master key file and
+    # the database key, which wraps the SQLCipher copy too).
+    shutil.copytree(srv.home / "keys", backup / "keys")
+    restored = Services.build(Settings(home=backup, database_url=url), migrate=False)
+    try:
+        assert restored.encryption.store.get(*_first_key(restored, doomed.dealer_id)) is not None
+        assert _opens(restored, kept) == (kept.markers.description, kept.markers.content())
+        with pytest.raises(KmsError):  # the wrapped keys are in the copy; their KEK is gone
+            _opens(restored, doomed)
+        with pytest.raises(KmsError):
+            list(restored.snapshots._store.read(_object_key(doomed)))
+    finally:
+        restored.close()
+    assert read_back(srv, kept) == ALL_INTACT
+    verify = srv.run_cli("audit", "verify")
+    assert verify.returncode == 0, verify.stderr + verify.stdout
+
+
+def _back_up(srv: VigilServer, to: Path, request: pytest.FixtureRequest) -> str:
+    """A backup as an operator takes one: the database (SQLite: the file and its WAL;
+    PostgreSQL: pg_dump restored into a new database) and the object store. Returns the
+    database URL of the copy."""
+    to.mkdir()
+    shutil.copytree(srv.home / "objects", to / "objects")
+    if DATABASE == "sqlite":
+        for name in ("vigil.db", "vigil.db-wal"):
+            if (srv.home / name).exists():
+                shutil.copyfile(srv.home / name, to / name)
+        return f"sqlite:///{to / 'vigil.db'}"
+    import subprocess
+
+    from tests.support.postgres import find_pg_bindir
+
+    owner = srv.env["VIGIL_DATABASE_OWNER_URL"]
+    cluster = request.getfixturevalue("postgres")
+    copy = str(cluster.create_database(f"vigil_backup_{os.getpid()}_{secrets.token_hex(4)}"))
+    libpq = [u.replace("postgresql+psycopg://", "postgresql://", 1) for u in (owner, copy)]
+    dump = to / "vigil.dump"
+    bindir = find_pg_bindir()
+    subprocess.run(
+        [str(bindir / "pg_dump"), "--format=custom", "--no-owner", "-f", str(dump), libpq[0]],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [str(bindir / "pg_restore"), "--no-owner", "-d", libpq[1], str(dump)],
+        check=True,
+        capture_output=True,
+    )
+    return copy
+
+
+def _first_key(svc: Services, dealer_id: str) -> tuple[bytes, int]:
+    row = next(iter(svc.encryption.store.list_keys(dealer_id)))
+    return row.keyset_id, row.version
+
+
+def _object_key(tenant: Tenant) -> str:
+    return f"{tenant.dealer_id}/sandbox/{tenant.snapshot_id}"
+
+
+def _opens(svc: Services, tenant: Tenant) -> tuple[str, bytes]:
+    """The tenant's alarm description and snapshot content, read from `svc`'s storage."""
+    with svc.db.read() as conn:
+        sealed = conn.execute(
+            select(alarms.c.description_sealed).where(alarms.c.id == tenant.alarm_id)
+        ).scalar_one()
+    binding = Binding(tenant.dealer_id, "sandbox", "alarm", tenant.alarm_id, "description")
+    description = svc.encryption.records.open(binding, sealed).decode()
+    content = b"".join(svc.snapshots._store.read(_object_key(tenant)))
+    return description, content

@@ -74,6 +74,7 @@ class HooksWorld:
         tenant = (actor or self.actor).tenant
         assert tenant is not None
         now = datetime.now(UTC)
+        sealer = self.services.encryption.records.sealer(tenant.dealer_id)
         with self.services.db.transaction() as conn:
             return [
                 emit(
@@ -84,6 +85,7 @@ class HooksWorld:
                     subject_id=f"site_{i}",
                     data={"n": i},
                     when=now,
+                    sealer=sealer,
                 )
                 for i in range(n)
             ]

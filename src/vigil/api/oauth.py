@@ -27,7 +27,7 @@ from vigil.auth.principal import ActorType
 from vigil.edge.authorization import public
 from vigil.edge.rate_limit import TokenBuckets
 from vigil.services import Services
-from vigil.tenancy.operators import REFUSED, Account, SignInRefused
+from vigil.tenancy.operators import REFUSED, UNAVAILABLE, Account, SignInRefused
 from vigil.tenancy.roles import PortalRole
 
 router = APIRouter(tags=["oauth"])
@@ -208,10 +208,11 @@ def _sign_in(
     if account.mfa_required and not account.mfa_enrolled:
         accounts.refuse_without_second_factor(person, account, where)
         return None, SECOND_FACTOR_NOT_SET_UP
-    if account.mfa_enrolled and not accounts.second_factor(
-        person, account, form.get("code", ""), where
-    ):
-        return None, WRONG_CODE
+    if account.mfa_enrolled:
+        verdict = accounts.second_factor(person, account, form.get("code", ""), where)
+        if not verdict.ok:
+            # A seed that no longer opens fails like a wrong code, with its own message.
+            return None, UNAVAILABLE if verdict.unavailable else WRONG_CODE
     return account, ""
 
 

@@ -51,6 +51,14 @@ class AuditLog:
         # linking a dozen records.
         self._group_conn: Connection | None = None
 
+    def seal_details(self, details: Details) -> None:
+        """Seal details from now on (the composition root wires the platform audit key in once
+        encryption is built: encryption records the keys it makes in this log). Loads the key
+        at once, outside any transaction (see `vigil.encryption.AuditDetailsSealer`)."""
+        self.details = details
+        self.store.details = details
+        details.ready()
+
     def write_in(self, conn: Connection, record: AuditRecord) -> None:
         """Write `record` in the caller's transaction: it commits with the change it describes."""
         self.store.append(conn, [record])

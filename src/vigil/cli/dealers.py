@@ -65,11 +65,12 @@ def delete(
                 "dealer_id": done.dealer_id,
                 "data_keys_destroyed": done.data_keys_destroyed,
                 "api_keys_revoked": done.api_keys_revoked,
-                "kms_key_destroyed": done.kms_key_destroyed,
+                "kms_keys_destroyed": list(done.kms_keys_destroyed),
             },
             as_json,
             lambda d: typer.echo(
                 f"Deleted dealer {d['dealer_id']}: {d['data_keys_destroyed']} data keys "
-                f"destroyed, {d['api_keys_revoked']} API keys revoked."
+                f"destroyed, {d['api_keys_revoked']} API keys revoked, KMS keys destroyed: "
+                f"{', '.join(d['kms_keys_destroyed']) or 'none'}."
             ),
         )

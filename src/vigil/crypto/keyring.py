@@ -1,8 +1,9 @@
 """Per-tenant data keys: created through the KMS, stored wrapped, cached unwrapped.
 
-Hierarchy (S7, S8): KMS key-encryption key (platform, or the dealer's own for enterprise) wraps
-data keys, one keyset per (dealer, purpose), each keyset a series of generations. Records are
-sealed with the current generation; any generation still decrypts.
+Hierarchy (S7, S8): the dealer's own KMS key-encryption key (`kek_for`: an enterprise dealer's
+provisioned one, a standard dealer's platform-managed one) wraps data keys, one keyset per
+(dealer, purpose), each keyset a series of generations. Records are sealed with the current
+generation; any generation still decrypts.
 
 The cache is what keeps the KMS off the request path: a dealer whose key is cached costs no KMS
 call and no store read (`kms_calls` counts them so tests can prove it). It is bounded (LRU,
@@ -148,11 +149,12 @@ class Keyring:
             dealer_id, purpose, keyset_id, version
         )
 
-    def replenish(self, key: DataKey) -> DataKey:
-        """After `DataKeyExhausted`: reserve another block for `key`, or retire it and return the
-        next generation when its lifetime budget is spent."""
+    def replenish(self, key: DataKey, *, headroom: int = 0) -> DataKey:
+        """After `DataKeyExhausted` (or when fewer than `headroom` messages are left): reserve
+        another block for `key`, or retire it and return the next generation when its lifetime
+        budget is spent."""
         with self._budget_lock:
-            if key.has_budget():
+            if key.budget_end - key.uses > headroom:
                 return key  # another thread already topped it up
             if self._store.reserve(
                 key.keyset_id, key.version, self._reservation, self._max_messages
@@ -197,15 +199,23 @@ class Keyring:
         return self.encryption_key(dealer_id, purpose)
 
     def rewrap(self, dealer_id: str | None = None) -> Iterator[WrappedDataKey]:
-        """Re-wrap stored data keys under the newest version of their KEK (after `kms.rotate`).
-        Yields each row as it is done (progress); safe to interrupt and run again."""
+        """Re-wrap stored data keys under the newest version of their dealer's KEK (after
+        `kms.rotate`), moving any still wrapped by another KEK (the platform's, from before
+        dealers had keys of their own; a standard key before enterprise provisioning) to the
+        dealer's current one. Yields each row as it is done (progress); safe to interrupt and
+        run again. Rows of a deleted dealer (an interrupted shred) are skipped."""
         for row in self._store.list_keys(dealer_id):
+            try:
+                target = self._kek_for(row.dealer_id)
+            except KeyUnavailable:
+                continue
             context = wrap_context(row.dealer_id, row.purpose, row.keyset_id, row.version)
             self._count_kms_call()
-            new = self._kms.rewrap(row.kms_key_ref, row.wrapped, context)
-            self._store.replace_wrapped(
-                row.keyset_id, row.version, row.wrapped, new, row.kms_key_ref
-            )
+            if target == row.kms_key_ref:
+                new = self._kms.rewrap(row.kms_key_ref, row.wrapped, context)
+            else:
+                new = self._kms.move(row.kms_key_ref, row.wrapped, context, target)
+            self._store.replace_wrapped(row.keyset_id, row.version, row.wrapped, new, target)
             yield row
 
     def forget_dealer(self, dealer_id: str) -> None:

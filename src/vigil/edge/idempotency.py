@@ -49,7 +49,11 @@ class IdempotencyMiddleware:
             await send_error(send, error, request_id)
             return
         owner = Owner(principal.dealer_id, principal.environment.value, principal.actor_id)
-        claim = await anyio.to_thread.run_sync(self.store.claim, owner, key, self.clock.now())
+        try:
+            claim = await anyio.to_thread.run_sync(self.store.claim, owner, key, self.clock.now())
+        except VigilError as exc:  # a stored response that does not open (S6): 409/404
+            await send_error(send, exc, request_id)
+            return
         digest = _request_digest(scope)
         if claim.in_flight:
             await send_error(
@@ -69,7 +73,8 @@ class IdempotencyMiddleware:
                 return
             await _replay(send, claim.stored)
             return
-        await self._run_first(scope, receive, send, owner, key, digest)
+        assert claim.seq is not None  # claimed: the store names our row
+        await self._run_first(scope, receive, send, owner, key, claim.seq, digest)
 
     async def _run_first(
         self,
@@ -78,6 +83,7 @@ class IdempotencyMiddleware:
         send: Send,
         owner: Owner,
         key: str,
+        seq: int,
         digest: hashlib._Hash,
     ) -> None:
         ended = False
@@ -115,7 +121,7 @@ class IdempotencyMiddleware:
                 await _drain(hashing_receive, lambda _b: None)
             kept = [(k.decode(), v.decode()) for k, v in start["headers"] if k.lower() in _KEPT]
             stored = StoredResponse(digest.digest(), status, kept, body)
-            await anyio.to_thread.run_sync(self.store.complete, owner, key, stored)
+            await anyio.to_thread.run_sync(self.store.complete, owner, key, seq, stored)
         else:
             await anyio.to_thread.run_sync(self.store.release, owner, key)
         await send(start)

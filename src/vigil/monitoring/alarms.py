@@ -10,7 +10,8 @@ log is immutable for years, and a note may name a person.
 
 Descriptions, notes and the timeline's free-form details are sealed (S6) with the tenant's
 records key, bound to the alarm or timeline entry and the field. They are sealed before the
-write transaction opens (a key-store call must not wait on the lock the request holds).
+write transaction opens (a key-store call must not wait on the lock the request holds); the
+events, sealed too, use a `TenantSealer` made before it opens.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from vigil.core.ids import new_id
 from vigil.core.pagination import Page, decode_cursor, page_of
 from vigil.core.times import to_utc
 from vigil.crypto.binding import BindingScope
-from vigil.crypto.fields import FieldCipher
+from vigil.crypto.fields import FieldCipher, TenantSealer
 from vigil.events.outbox import emit
 from vigil.events.types import EventType
 from vigil.monitoring.alarm_models import (
@@ -222,6 +223,7 @@ class AlarmService:
             binding = self._bindings(scope, "alarm").bind(alarm_id, "description")
             description = self._cipher.seal(binding, new.description.encode("utf-8"))
         entry = self._seal_entry(scope, None, {})
+        sealer = self._cipher.sealer(scope.tenant.dealer_id)  # for the events, sealed inside
         with self._db.transaction() as conn:
             scope.one(conn, sites, new.site_id, "site")
             self._check_device(conn, scope, new)
@@ -252,10 +254,11 @@ class AlarmService:
             details = {"to": alarm.status.value}
             self._timeline(conn, scope, actor, alarm_id, "created", entry, details, now)
             data = alarm.event_data() | {"description": alarm.description}
-            self._emit(conn, scope, EventType.ALARM_CREATED, alarm_id, data, now)
+            self._emit(conn, sealer, scope, EventType.ALARM_CREATED, alarm_id, data, now)
             if new.verification_requested:
                 data = alarm.event_data()
-                self._emit(conn, scope, EventType.VERIFICATION_REQUESTED, alarm_id, data, now)
+                event = EventType.VERIFICATION_REQUESTED
+                self._emit(conn, sealer, scope, event, alarm_id, data, now)
             self._audit.write_in(
                 conn,
                 actor.record(
@@ -444,6 +447,7 @@ class AlarmService:
         _bounded(step.note, MAX_NOTE, "note")
         now = self._clock.now()
         entry = self._seal_entry(scope, step.note, step.details)
+        sealer = self._cipher.sealer(scope.tenant.dealer_id)
         with self._db.transaction() as conn:
             row = _locked(conn, scope, alarm_id)
             _precondition(row, if_match)
@@ -461,7 +465,7 @@ class AlarmService:
                     "actor": {"type": actor.type.value, "id": actor.id},
                     **step.details,
                 }
-                self._emit(conn, scope, event, alarm_id, data, now)
+                self._emit(conn, sealer, scope, event, alarm_id, data, now)
             self._audit.write_in(
                 conn,
                 actor.record(
@@ -538,6 +542,7 @@ class AlarmService:
     def _emit(
         self,
         conn: Connection,
+        sealer: TenantSealer,
         scope: TenantScope,
         event: EventType,
         alarm_id: str,
@@ -552,4 +557,5 @@ class AlarmService:
             subject_id=alarm_id,
             data=data,
             when=now,
+            sealer=sealer,
         )

@@ -29,6 +29,7 @@ from vigil.core.clock import Clock
 from vigil.core.errors import Conflict, InvalidInput
 from vigil.core.ids import new_id
 from vigil.core.pagination import Page, decode_cursor, page_of
+from vigil.crypto.fields import FieldCipher
 from vigil.events.outbox import emit
 from vigil.events.types import EventType
 from vigil.monitoring.scoping import TenantScope, scope_of
@@ -179,8 +180,8 @@ def _serial_free(conn: Connection, scope: TenantScope, serial: str, device_id: s
 
 
 class DeviceService:
-    def __init__(self, db: Database, audit: AuditLog, clock: Clock) -> None:
-        self._db, self._audit, self._clock = db, audit, clock
+    def __init__(self, db: Database, audit: AuditLog, clock: Clock, records: FieldCipher) -> None:
+        self._db, self._audit, self._clock, self._records = db, audit, clock, records
 
     def create(self, actor: Actor, fields: dict[str, Any]) -> Device:
         scope = scope_of(actor)
@@ -285,6 +286,10 @@ class DeviceService:
             raise InvalidInput("Unknown device fields: " + ", ".join(sorted(unknown)) + ".")
         _check(changes)
         now = self._clock.now()
+        # A firmware change is announced, and the event is sealed (S6): key lookup first.
+        sealer = (
+            self._records.sealer(scope.tenant.dealer_id) if "firmware_version" in changes else None
+        )
         with self._db.transaction() as conn, _unique():
             row = scope.one(conn, devices, device_id, "device")
             values = dict(changes)
@@ -305,7 +310,7 @@ class DeviceService:
                 _serial_free(conn, scope, changes["serial"], device_id)
             update_versioned(conn, scope, devices, row, if_match, values | {"updated_at": now})
             previous = row["firmware_version"]
-            if "firmware_version" in changes and changes["firmware_version"] != previous:
+            if sealer is not None and changes["firmware_version"] != previous:
                 emit(
                     conn,
                     scope.tenant,
@@ -319,6 +324,7 @@ class DeviceService:
                         "previous": previous,
                     },
                     when=now,
+                    sealer=sealer,
                 )
             self._audit.write_in(
                 conn,

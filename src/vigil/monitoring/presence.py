@@ -23,6 +23,7 @@ from vigil.audit.log import AuditLog
 from vigil.auth.actor import Actor, Tenant
 from vigil.auth.principal import ActorType, Environment
 from vigil.core.clock import Clock
+from vigil.crypto.fields import FieldCipher, TenantSealer
 from vigil.events.outbox import emit
 from vigil.events.types import EventType
 from vigil.monitoring.devices import MIN_HEARTBEAT_SECONDS, DeviceStatus
@@ -43,13 +44,15 @@ def _iso(moment: datetime) -> str:
 def record_heartbeat(
     conn: Connection,
     audit: AuditLog,
+    sealer: TenantSealer,
     actor: Actor,
     tenant: Tenant,
     device: RowMapping,
     seen_at: datetime,
     now: datetime,
 ) -> bool:
-    """Note that `device` was heard from at `seen_at`, inside the caller's transaction.
+    """Note that `device` was heard from at `seen_at`, inside the caller's transaction
+    (`sealer`, made before it, seals the `device.online` event).
 
     Returns True when this brought the device online. `last_seen_at` only moves forward (a late
     batch must not rewind it) and never past `now` (a device clock running fast must not buy
@@ -87,6 +90,7 @@ def record_heartbeat(
         subject_id=device["id"],
         data=data,
         when=now,
+        sealer=sealer,
     )
     audit.write_in(
         conn,
@@ -118,8 +122,8 @@ class _Overdue:
 
 
 class PresenceService:
-    def __init__(self, db: Database, audit: AuditLog, clock: Clock) -> None:
-        self._db, self._audit, self._clock = db, audit, clock
+    def __init__(self, db: Database, audit: AuditLog, clock: Clock, records: FieldCipher) -> None:
+        self._db, self._audit, self._clock, self._records = db, audit, clock, records
 
     def mark_overdue(self, now: datetime | None = None) -> int:
         """Take every online device whose window has passed offline; returns how many.
@@ -170,6 +174,8 @@ class PresenceService:
     def _take_offline(self, overdue: list[_Overdue], now: datetime) -> int:
         c = devices.c
         marked: list[_Overdue] = []
+        # The events are sealed with each dealer's key, looked up before the write lock.
+        sealers = self._records.sealers(o.dealer_id for o in overdue)
         with self._db.transaction() as conn:
             for device in overdue:
                 # Compare-and-set on what was judged: a heartbeat since the read moved
@@ -191,10 +197,12 @@ class PresenceService:
             # an ingest holds its device's row and then wants its chain's head, so taking a
             # head before the next device row could deadlock against it on PostgreSQL.
             for device in sorted(marked, key=lambda d: (d.dealer_id, d.environment, d.seq)):
-                self._announce(conn, device, now)
+                self._announce(conn, sealers[device.dealer_id], device, now)
         return len(marked)
 
-    def _announce(self, conn: Connection, device: _Overdue, now: datetime) -> None:
+    def _announce(
+        self, conn: Connection, sealer: TenantSealer | None, device: _Overdue, now: datetime
+    ) -> None:
         data: dict[str, Any] = {
             "device_id": device.id,
             "site_id": device.site_id,
@@ -202,15 +210,17 @@ class PresenceService:
             "last_seen_at": _iso(device.last_seen_at),
             "heartbeat_seconds": device.heartbeat_seconds,
         }
-        emit(
-            conn,
-            Tenant(device.dealer_id, Environment(device.environment)),
-            EventType.DEVICE_OFFLINE,
-            subject_type="device",
-            subject_id=device.id,
-            data=data,
-            when=now,
-        )
+        if sealer is not None:  # None: a deleted dealer, no one to announce it to
+            emit(
+                conn,
+                Tenant(device.dealer_id, Environment(device.environment)),
+                EventType.DEVICE_OFFLINE,
+                subject_type="device",
+                subject_id=device.id,
+                data=data,
+                when=now,
+                sealer=sealer,
+            )
         self._audit.write_in(
             conn,
             SWEEPER.record(

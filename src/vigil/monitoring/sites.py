@@ -25,6 +25,7 @@ from vigil.core.clock import Clock
 from vigil.core.errors import Conflict, InvalidInput
 from vigil.core.ids import new_id
 from vigil.core.pagination import Page, decode_cursor, page_of
+from vigil.crypto.fields import FieldCipher
 from vigil.events.outbox import emit
 from vigil.events.types import EventType
 from vigil.monitoring.scoping import scope_of
@@ -102,8 +103,8 @@ def _check(fields: dict[str, Any]) -> None:
 
 
 class SiteService:
-    def __init__(self, db: Database, audit: AuditLog, clock: Clock) -> None:
-        self._db, self._audit, self._clock = db, audit, clock
+    def __init__(self, db: Database, audit: AuditLog, clock: Clock, records: FieldCipher) -> None:
+        self._db, self._audit, self._clock, self._records = db, audit, clock, records
 
     def create(self, actor: Actor, fields: dict[str, Any]) -> Site:
         scope = scope_of(actor)
@@ -202,6 +203,7 @@ class SiteService:
         announces nothing (a panel re-sending its state is not a new event)."""
         scope = scope_of(actor)
         now = self._clock.now()
+        sealer = self._records.sealer(scope.tenant.dealer_id)  # the event is sealed (S6)
         with self._db.transaction() as conn:
             row = scope.one(conn, sites, site_id, "site")
             before = ArmingState(row["arming_state"])
@@ -234,6 +236,7 @@ class SiteService:
                 subject_id=site_id,
                 data={"site_id": site_id, "arming_state": state.value, "previous": before.value},
                 when=now,
+                sealer=sealer,
             )
             self._audit.write_in(
                 conn,

@@ -28,6 +28,7 @@ from vigil.core.errors import InvalidInput, NotFound, PayloadTooLarge, Unsupport
 from vigil.core.ids import new_id
 from vigil.core.pagination import Page, decode_cursor, page_of
 from vigil.core.times import optional_utc
+from vigil.crypto.fields import FieldCipher
 from vigil.events.outbox import emit
 from vigil.events.types import EventType
 from vigil.monitoring.scoping import TenantScope, scope_of
@@ -149,10 +150,16 @@ class SnapshotUpload:
 
 class SnapshotService:
     def __init__(
-        self, db: Database, audit: AuditLog, clock: Clock, store: ObjectStore, max_bytes: int
+        self,
+        db: Database,
+        audit: AuditLog,
+        clock: Clock,
+        store: ObjectStore,
+        max_bytes: int,
+        records: FieldCipher,
     ) -> None:
         self._db, self._audit, self._clock = db, audit, clock
-        self._store, self.max_bytes = store, max_bytes
+        self._store, self.max_bytes, self._records = store, max_bytes, records
 
     def begin(
         self,
@@ -209,6 +216,7 @@ class SnapshotService:
     def _record(self, upload: SnapshotUpload, digest: str) -> Snapshot:
         scope, actor, fields = upload.scope, upload.actor, upload.fields
         now = self._clock.now()
+        sealer = self._records.sealer(scope.tenant.dealer_id)  # the event is sealed (S6)
         with self._db.transaction() as conn:
             scope.one(conn, devices, fields["device_id"], "device")
             conn.execute(
@@ -239,6 +247,7 @@ class SnapshotService:
                     "captured_at": captured.isoformat() if captured else None,
                 },
                 when=now,
+                sealer=sealer,
             )
             self._audit.write_in(
                 conn,

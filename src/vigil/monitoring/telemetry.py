@@ -248,12 +248,16 @@ class TelemetryService:
         # Sealed before the transaction: a key-store call (first use, budget top-up) must not
         # wait on the write lock this request would be holding.
         sealed = _seal(self._cipher, scope.values(), device_id, readings)
+        # A heartbeat may bring the device online, and that event is sealed too.
+        sealer = None if heartbeat is None else self._cipher.sealer(scope.tenant.dealer_id)
         with self._db.transaction() as conn:
             device = scope.one(conn, devices, device_id, "device")
             _insert(conn, scope.values(), device_id, readings, sealed)
             status, last_seen = DeviceStatus(device["status"]), device["last_seen_at"]
-            if heartbeat is not None:
-                if record_heartbeat(conn, self._audit, actor, scope.tenant, device, heartbeat, now):
+            if heartbeat is not None and sealer is not None:
+                if record_heartbeat(
+                    conn, self._audit, sealer, actor, scope.tenant, device, heartbeat, now
+                ):
                     status = DeviceStatus.ONLINE
                 seen = min(heartbeat, now)
                 last_seen = seen if last_seen is None else max(last_seen, seen)

@@ -329,8 +329,10 @@ outbox_events = Table(
     Column("type", String(60), nullable=False),
     Column("subject_type", String(40), nullable=False),
     Column("subject_id", String(40), nullable=False),
-    Column("payload", JSON, nullable=False),
+    # The Standard Webhooks payload, sealed with the dealer's records keys (S6), bound to
+    # dealer / environment / `outbox_event` / id / `payload` (events/outbox.py); see 0009.
     Column("created_at", UtcDateTime, nullable=False),
+    Column("payload_sealed", LargeBinary, nullable=True),  # always written
     Index("ix_outbox_tenant", "dealer_id", "environment", "seq"),
 )
 
@@ -347,9 +349,11 @@ idempotency_keys = Table(
     Column("state", String(10), nullable=False),
     Column("response_status", Integer, nullable=True),
     Column("response_headers", JSON, nullable=True),
-    Column("response_body", LargeBinary, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    # The response body, sealed with the dealer's records keys (S6), bound to dealer /
+    # environment / `idempotency` / seq / `response_body` (storage/idempotency.py); see 0009.
+    Column("response_sealed", LargeBinary, nullable=True),
     UniqueConstraint("dealer_id", "environment", "owner", "key", name="uq_idempotency_key"),
     Index("ix_idempotency_expiry", "expires_at"),
 )
@@ -563,7 +567,6 @@ webhook_messages = Table(
     Column("endpoint_id", String(40), ForeignKey("webhook_endpoints.id"), nullable=False),
     Column("event_id", String(40), nullable=True),
     Column("event_type", String(60), nullable=False),
-    Column("payload", JSON, nullable=False),
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UtcDateTime, nullable=True),
@@ -575,6 +578,9 @@ webhook_messages = Table(
     Column("version", Integer, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The event's sealed payload, copied as is (still bound to its `outbox_event`); a test
+    # message's own is bound to `webhook_message` / message id / `payload`. See 0009.
+    Column("payload_sealed", LargeBinary, nullable=True),  # always written
     Index("ix_webhook_messages_due", "status", "next_attempt_at"),
     Index("ix_webhook_messages_endpoint", "endpoint_id", "seq"),
     UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_messages_event"),

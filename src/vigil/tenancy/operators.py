@@ -32,6 +32,7 @@ from vigil.auth.actor import Actor
 from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput, NotFound, PermissionDenied
 from vigil.crypto.binding import Binding, BindingScope
+from vigil.crypto.errors import DecryptionFailed, KeyUnavailable
 from vigil.crypto.fields import FieldCipher
 from vigil.storage.db import Database
 from vigil.storage.tables import operator_accounts, portal_sessions, users
@@ -51,6 +52,25 @@ REFUSED = "That e-mail and password do not match an account, or it is locked for
 
 class SignInRefused(PermissionDenied):
     code = "sign_in_refused"
+
+
+UNAVAILABLE = (
+    "Your authenticator's code cannot be checked: its stored key failed its integrity check. "
+    "Use a recovery code, or ask an owner or admin to reset your second factor."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SecondFactor:
+    """The verdict on a second-factor code. True only when accepted. `unavailable`: the stored
+    TOTP seed did not open (tampered with, or its key destroyed), which counts as a failure
+    like a wrong code, is audited as a security event, and deserves its own message."""
+
+    ok: bool
+    unavailable: bool = False
+
+    def __bool__(self) -> bool:
+        return self.ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +243,7 @@ class OperatorAccounts:
         user_id: str | None,
         reason: str,
         where: Mapping[str, str] = PORTAL,
+        result: str = "failure",
     ) -> None:
         now = self._clock.now()
         with self._db.transaction() as conn:
@@ -246,7 +267,7 @@ class OperatorAccounts:
                     action,
                     target_type="user" if user_id else None,
                     target_id=user_id,
-                    result="failure",
+                    result=result,
                     dealer_id=dealer_id,
                     details={"reason": reason, **where},
                 ),
@@ -279,8 +300,14 @@ class OperatorAccounts:
 
     def second_factor(
         self, actor: Actor, account: Account, code: str, where: Mapping[str, str] = PORTAL
-    ) -> bool:
-        """A current TOTP code (each time step once) or an unused recovery code."""
+    ) -> SecondFactor:
+        """A current TOTP code (each time step once) or an unused recovery code.
+
+        A seed that does not open (`DecryptionFailed`: the row was tampered with or moved;
+        `KeyUnavailable`: its key is gone) is never an error page: the attempt fails like a
+        wrong code and counts toward the lockout, is audited with result `security_event` and
+        reason `second_factor_unavailable`, and a recovery code still works. A KMS outage
+        (`KmsError`, 503) is not the account's fault and counts nothing."""
         now = self._clock.now()
         user_id, dealer_id = account.user.id, account.user.dealer_id
         code = code.strip().replace(" ", "")[:40]
@@ -290,11 +317,12 @@ class OperatorAccounts:
         query = select(operator_accounts.c.totp_secret_sealed)
         with self._db.read() as conn:
             sealed = conn.execute(query.where(operator_accounts.c.user_id == user_id)).scalar()
-        opened = (
-            self._secrets.open(totp_binding(dealer_id, user_id), sealed).decode()
-            if sealed is not None and code.isdigit()
-            else None
-        )
+        opened, unavailable = None, False
+        if sealed is not None and code.isdigit():
+            try:
+                opened = self._secrets.open(totp_binding(dealer_id, user_id), sealed).decode()
+            except (DecryptionFailed, KeyUnavailable):
+                unavailable = True
         with self._db.transaction() as conn:
             row = self._row(conn, user_id)
             locked = row["locked_until"] is not None and row["locked_until"] > now
@@ -331,10 +359,15 @@ class OperatorAccounts:
                             dealer_id=dealer_id,
                         ),
                     )
-                return True
-        reason = "locked" if locked else "bad_second_factor"
-        self._failed(actor, dealer_id, user_id, reason, where)
-        return False
+                return SecondFactor(ok=True)
+        if locked:
+            self._failed(actor, dealer_id, user_id, "locked", where)
+        elif unavailable:
+            reason = "second_factor_unavailable"
+            self._failed(actor, dealer_id, user_id, reason, where, result="security_event")
+        else:
+            self._failed(actor, dealer_id, user_id, "bad_second_factor", where)
+        return SecondFactor(ok=False, unavailable=unavailable and not locked)
 
     # --- enrolment and resets ------------------------------------------------------------
     @staticmethod

@@ -35,7 +35,7 @@ class Shredded:
     dealer_id: str
     data_keys_destroyed: int
     api_keys_revoked: int
-    kms_key_destroyed: str | None
+    kms_keys_destroyed: tuple[str, ...]
 
 
 class TenantKeyService:
@@ -105,14 +105,22 @@ class TenantKeyService:
         self._audit.write_now(record)
 
     def delete_dealer(self, actor: Actor, dealer_id: str) -> Shredded:
-        """Crypto-shredding (S8): destroy every wrapped data key of the dealer (and an enterprise
-        dealer's own KEK in the KMS, which reaches database backups too), so its rows and objects
-        can no longer be decrypted; refuse new keys for it and revoke its API keys. Audit records
-        stay (their details belong under the platform audit key), so `vigil audit verify` keeps
-        passing."""
+        """Crypto-shredding (S8): destroy every wrapped data key of the dealer and every KEK of
+        its own in the KMS (the enterprise one and the platform-managed one), so its rows and
+        objects can no longer be decrypted, in the database and in any backup of it taken
+        before; refuse new keys for it and revoke its API keys. Audit records stay (their
+        details belong under the platform audit key), so `vigil audit verify` keeps passing."""
         _plan, own_kek = self._dealer(dealer_id, deleted_ok=True)  # a re-run finishes the job
         now = self._clock.now()
-        doomed = self.pending_rewrap(dealer_id)
+        rows = list(self._enc.store.list_keys(dealer_id))
+        doomed = len(rows)
+        kms = self._enc.kms
+        # Whatever may have wrapped its keys at some point: the current KEK, the standard one
+        # (before an enterprise provisioning), and any KEK a row names. Never the platform's: a
+        # row still under it (before `vigil kms rewrap` moved it) dies with the row only.
+        keks = {own_kek, kms.dealer_key_ref(dealer_id), *(r.kms_key_ref for r in rows)}
+        keks -= {None, kms.platform_key_ref}
+        platform_wrapped = sum(1 for r in rows if r.kms_key_ref == kms.platform_key_ref)
         with self._db.transaction() as conn:
             # First the tombstone (no new keys, no more API access), committed with its audit
             # record; then the keys. Interrupted in between, a re-run destroys what is left.
@@ -129,18 +137,20 @@ class TenantKeyService:
             details = {
                 "data_keys_destroyed": doomed,
                 "api_keys_revoked": revoked,
-                "kms_key_destroyed": own_kek,
+                "kms_keys_destroyed": sorted(k for k in keks if k is not None),
+                "platform_wrapped": platform_wrapped or None,
             }
             self._audit.write_in(
                 conn, self._record(actor, AuditAction.DEALER_DELETED, dealer_id, details)
             )
         destroyed = self._enc.store.delete_dealer(dealer_id)
         self._enc.keyring.forget_dealer(dealer_id)
-        if own_kek is not None:
-            # An enterprise dealer's own KEK: with it gone, the wrapped data keys in every
-            # database backup are useless too.
-            self._enc.kms.destroy_tenant_key(own_kek)
-        return Shredded(dealer_id, destroyed, revoked, own_kek)
+        gone = tuple(sorted(k for k in keks if k is not None))
+        for kek in gone:
+            # With the dealer's own KEKs gone, the wrapped data keys in every database backup
+            # are useless too (idempotent: a re-run or a key never created is fine).
+            kms.destroy_tenant_key(kek)
+        return Shredded(dealer_id, destroyed, revoked, gone)
 
     def _new_generations(self, dealer_id: str) -> None:
         for purpose in Purpose:

@@ -13,9 +13,9 @@ message is exhausted or an endpoint disabled.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,15 +27,15 @@ from vigil.audit.record import AuditRecord
 from vigil.auth.actor import Tenant
 from vigil.auth.principal import ActorType, Environment
 from vigil.core.ids import new_id
-from vigil.crypto.errors import CryptoError
-from vigil.crypto.fields import FieldCipher
+from vigil.crypto.errors import CryptoError, KmsError
+from vigil.crypto.fields import FieldCipher, TenantSealer
 from vigil.events.outbox import emit
 from vigil.events.types import EventType
 from vigil.storage.tables import webhook_attempts, webhook_endpoints
 from vigil.storage.tables import webhook_messages as messages
 from vigil.webhooks.models import MessageStatus
 from vigil.webhooks.schedule import DISABLE_AFTER, next_attempt_at, parse_retry_after
-from vigil.webhooks.sealing import open_secret
+from vigil.webhooks.sealing import message_payload_binding, open_secret
 from vigil.webhooks.signing import SigningSecret
 from vigil.webhooks.transport import Outcome
 
@@ -56,11 +56,13 @@ class Job:
     attempt: int
     url: str
     ca_bundle: str | None
-    body: bytes
-    # The endpoint's secrets as stored (sealed, S6): `claim` runs inside the write transaction,
-    # so they are opened after it commits (`unseal`), never while holding SQLite's lock.
+    # The payload and the endpoint's secrets as stored (sealed, S6): `claim` runs inside the
+    # write transaction, so they are opened after it commits (`unseal`), never while holding
+    # SQLite's lock; `body` and `secrets` are filled in then.
+    sealed_payload: bytes
     sealed_secret: bytes
     sealed_previous: bytes | None
+    body: bytes = b""
     secrets: tuple[SigningSecret, ...] = ()
     # Whether the endpoint was in a failure window when the message was claimed: a batch of
     # successes clears the windows it knows of without reading the endpoints again.
@@ -88,7 +90,7 @@ def claim(
         m.endpoint_id,
         m.event_id,
         m.event_type,
-        m.payload,
+        m.payload_sealed,
         m.attempts,
     )
 
@@ -196,7 +198,7 @@ def _claim_returning(
                 m.endpoint_id,
                 m.event_id,
                 m.event_type,
-                m.payload,
+                m.payload_sealed,
                 m.attempts,
                 e.url,
                 e.secret_sealed,
@@ -223,35 +225,64 @@ def _job(r: Any, ep: Any, attempt: int, now: datetime) -> Job:
         attempt=attempt,
         url=ep["url"],
         ca_bundle=ep["ca_bundle"],
-        body=json.dumps(r["payload"], separators=(",", ":"), sort_keys=True).encode(),
+        sealed_payload=r["payload_sealed"],
         sealed_secret=ep["secret_sealed"],
         sealed_previous=ep["previous_secret_sealed"] if overlapping else None,
         failing=ep["failing_since"] is not None,
     )
 
 
-def unseal(jobs: list[Job], cipher: FieldCipher) -> list[Job]:
-    """Open each job's signing secrets (the current one, and the previous one while a rotation
-    overlaps). A job whose secret does not open (a tampered row, a deleted dealer's destroyed
-    key) is not sent: it is logged and left leased, so it is retried when the lease runs out."""
-    out = []
+def unseal(
+    jobs: list[Job], secrets: FieldCipher, records: FieldCipher, now: datetime
+) -> tuple[list[Job], list[Result]]:
+    """Open each job's payload and signing secrets (the current one, and the previous one while
+    a rotation overlaps). A job whose payload or secret does not open (a tampered row, a
+    deleted dealer's destroyed key) is not sent: it comes back as a failed attempt with a
+    clear reason (`payload_unavailable`, `secret_unavailable`), recorded and audited like any
+    other failure and retried on the schedule. A KMS outage is not a failure of the message:
+    its jobs are left leased and go out again when the lease runs out."""
+    ready: list[Job] = []
+    failed: list[Result] = []
     for job in jobs:
         row = {
             "dealer_id": job.dealer_id,
             "environment": job.environment,
             "id": job.endpoint_id,
-            "secret_sealed": job.sealed_secret,
+            "secret_sealed": job.sealed_secret or b"",
             "previous_secret_sealed": job.sealed_previous,
         }
+        what = "payload"
         try:
-            secrets = [SigningSecret(open_secret(cipher, row))]
+            binding = message_payload_binding(
+                job.dealer_id, job.environment, job.event_id, job.message_id
+            )
+            body = records.open(binding, job.sealed_payload or b"")
+            what = "secret"
+            opened = [SigningSecret(open_secret(secrets, row))]
             if job.sealed_previous is not None:
-                secrets.append(SigningSecret(open_secret(cipher, row, previous=True)))
-        except CryptoError:
-            log.exception("webhook endpoint %s: signing secret does not open", job.endpoint_id)
+                opened.append(SigningSecret(open_secret(secrets, row, previous=True)))
+        except KmsError:
+            log.warning("webhook message %s: KMS unavailable, left for the lease", job.message_id)
             continue
-        out.append(replace(job, secrets=tuple(secrets)))
-    return out
+        except CryptoError:
+            failed.append(_unusable(job, what, now))
+            continue
+        ready.append(replace(job, body=body, secrets=tuple(opened)))
+    return ready, failed
+
+
+_UNUSABLE = {"payload": "the payload", "secret": "the signing secret"}
+
+
+def _unusable(job: Job, what: str, now: datetime) -> Result:
+    reason = f"{what}_unavailable"
+    log.warning(
+        "webhook message %s: %s does not open (%s)", job.message_id, _UNUSABLE[what], reason
+    )
+    detail = (
+        f"{_UNUSABLE[what]} could not be decrypted (tampered with, or its key destroyed); not sent"
+    )
+    return Result(job, Outcome(ok=False, reason=reason, detail=detail), now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,14 +292,26 @@ class Result:
     at: datetime
 
 
+Sealers = Mapping[str, TenantSealer | None]
+
+
+def sealers_for(results: list[Result], records: FieldCipher) -> dict[str, TenantSealer | None]:
+    """Made before the recording transaction: a sealer for each dealer with a failed attempt
+    (a failure may exhaust a message or disable an endpoint, and the event saying so is
+    sealed). None for a dealer whose keys are gone (deleted): there is no one to tell."""
+    return records.sealers(r.job.dealer_id for r in results if not r.outcome.ok)
+
+
 def record(
     conn: Connection,
     results: list[Result],
     now: datetime,
     worker: str,
+    sealers: Sealers,
     rand: random.Random | None = None,
 ) -> list[AuditRecord]:
     """Store the results; returns the audit records, which the caller writes in `conn`.
+    `sealers`: from `sealers_for(results, …)`, made before the transaction.
 
     Successes, the common case, are written in bulk (one insert of attempts, one update per
     status code); each failure is handled on its own, since it may exhaust or disable.
@@ -301,7 +344,7 @@ def record(
                 endpoints[result.job.endpoint_id]["failing_since"] = None
         else:
             audit.extend(
-                _failed(conn, result, endpoints[result.job.endpoint_id], now, worker, rand)
+                _failed(conn, result, endpoints[result.job.endpoint_id], now, worker, sealers, rand)
             )
     for code, ids in delivered.items():
         conn.execute(
@@ -348,6 +391,7 @@ def _failed(
     endpoint: dict[str, Any],
     now: datetime,
     worker: str,
+    sealers: Sealers,
     rand: random.Random | None,
 ) -> list[AuditRecord]:
     job, out = result.job, result.outcome
@@ -361,7 +405,7 @@ def _failed(
         state |= {"status": MessageStatus.FAILED.value, "next_attempt_at": None}
         if not gone:
             state["exhausted"] = 1
-            records.append(_exhausted(conn, job, now, worker))
+            records.append(_exhausted(conn, job, now, worker, sealers))
     else:
         state |= {"status": MessageStatus.PENDING.value, "next_attempt_at": when}
     conn.execute(
@@ -381,7 +425,7 @@ def _failed(
         disable = "failing_5_days"
     if disable is not None and endpoint["enabled"]:
         endpoint["enabled"] = 0
-        records.append(_disable(conn, job, disable, now, worker))
+        records.append(_disable(conn, job, disable, now, worker, sealers))
     return records
 
 
@@ -421,19 +465,40 @@ def _attempt_record(job: Job, out: Outcome, when: datetime, worker: str) -> Audi
     )
 
 
-def _exhausted(conn: Connection, job: Job, now: datetime, worker: str) -> AuditRecord:
+def _announce(
+    conn: Connection,
+    job: Job,
+    sealers: Sealers,
+    type: EventType,
+    data: dict[str, Any],
+    now: datetime,
+) -> None:
+    sealer = sealers.get(job.dealer_id)
+    if sealer is None:
+        log.warning("dealer %s has no keys (deleted): %s not announced", job.dealer_id, type.value)
+        return
     emit(
         conn,
         Tenant(job.dealer_id, Environment(job.environment)),
-        EventType.WEBHOOK_MESSAGE_EXHAUSTED,
+        type,
         subject_type="webhook_endpoint",
         subject_id=job.endpoint_id,
-        data={
-            "endpoint_id": job.endpoint_id,
-            "message_id": job.message_id,
-            "event_id": job.event_id,
-        },
+        data=data,
         when=now,
+        sealer=sealer,
+    )
+
+
+def _exhausted(
+    conn: Connection, job: Job, now: datetime, worker: str, sealers: Sealers
+) -> AuditRecord:
+    _announce(
+        conn,
+        job,
+        sealers,
+        EventType.WEBHOOK_MESSAGE_EXHAUSTED,
+        {"endpoint_id": job.endpoint_id, "message_id": job.message_id, "event_id": job.event_id},
+        now,
     )
     return _system(
         worker,
@@ -447,21 +512,22 @@ def _exhausted(conn: Connection, job: Job, now: datetime, worker: str) -> AuditR
     )
 
 
-def _disable(conn: Connection, job: Job, reason: str, now: datetime, worker: str) -> AuditRecord:
+def _disable(
+    conn: Connection, job: Job, reason: str, now: datetime, worker: str, sealers: Sealers
+) -> AuditRecord:
     e = webhook_endpoints.c
     conn.execute(
         update(webhook_endpoints)
         .where(e.id == job.endpoint_id)
         .values(enabled=0, disabled_reason=reason, version=e.version + 1, updated_at=now)
     )
-    emit(
+    _announce(
         conn,
-        Tenant(job.dealer_id, Environment(job.environment)),
+        job,
+        sealers,
         EventType.WEBHOOK_ENDPOINT_DISABLED,
-        subject_type="webhook_endpoint",
-        subject_id=job.endpoint_id,
-        data={"endpoint_id": job.endpoint_id, "reason": reason},
-        when=now,
+        {"endpoint_id": job.endpoint_id, "reason": reason},
+        now,
     )
     return _system(
         worker,

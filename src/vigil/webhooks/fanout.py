@@ -89,7 +89,8 @@ def fan_out_events(
                         "endpoint_id": endpoint["id"],
                         "event_id": event["id"],
                         "event_type": event_type.value,
-                        "payload": event["payload"],
+                        # Copied sealed: still bound to the event, opened by the worker.
+                        "payload_sealed": event["payload_sealed"],
                         "status": MessageStatus.PENDING.value,
                         "attempts": 0,
                         "next_attempt_at": now,

@@ -7,7 +7,6 @@ replay carries, so a receiver deduplicates on it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, insert, update
 
@@ -18,30 +17,34 @@ from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput
 from vigil.core.ids import new_id
 from vigil.core.pagination import Page, decode_cursor, page_of
+from vigil.crypto.fields import FieldCipher
+from vigil.events.outbox import encode_payload, event_payload
 from vigil.events.types import EventType
 from vigil.monitoring.scoping import TenantScope, scope_of
 from vigil.storage.db import Database
 from vigil.storage.tables import webhook_attempts, webhook_endpoints, webhook_messages
 from vigil.webhooks.models import Attempt, Health, Message, MessageStatus
+from vigil.webhooks.sealing import message_payload_binding
 
 MAX_REPLAY = 10_000
 HEALTH_WINDOW = 50
 
 
-def event_payload(type: EventType, data: dict[str, Any], when: datetime) -> dict[str, Any]:
-    """The Standard Webhooks payload shape the outbox also uses."""
-    return {"type": type.value, "timestamp": when.isoformat().replace("+00:00", "Z"), "data": data}
-
-
 class MessageService:
-    def __init__(self, db: Database, audit: AuditLog, clock: Clock) -> None:
-        self._db, self._audit, self._clock = db, audit, clock
+    def __init__(self, db: Database, audit: AuditLog, clock: Clock, records: FieldCipher) -> None:
+        self._db, self._audit, self._clock, self._records = db, audit, clock, records
 
     def send_test(self, actor: Actor, endpoint_id: str) -> Message:
         """Queue a `webhook.test` message to one endpoint, to check the receiver end to end."""
         scope = scope_of(actor)
         now = self._clock.now()
         message_id = new_id("msg")
+        t = scope.tenant
+        payload = event_payload(EventType.WEBHOOK_TEST, {"endpoint_id": endpoint_id}, now)
+        sealed = self._records.seal(  # like every payload (S6); before the write transaction
+            message_payload_binding(t.dealer_id, t.environment.value, None, message_id),
+            encode_payload(payload),
+        )
         with self._db.transaction() as conn:
             scope.one(conn, webhook_endpoints, endpoint_id, "webhook endpoint")
             conn.execute(
@@ -51,9 +54,7 @@ class MessageService:
                     endpoint_id=endpoint_id,
                     event_id=None,
                     event_type=EventType.WEBHOOK_TEST.value,
-                    payload=event_payload(
-                        EventType.WEBHOOK_TEST, {"endpoint_id": endpoint_id}, now
-                    ),
+                    payload_sealed=sealed,
                     status=MessageStatus.PENDING.value,
                     attempts=0,
                     next_attempt_at=now,

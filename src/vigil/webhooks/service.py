@@ -31,6 +31,7 @@ class Webhooks:
     audit: AuditLog
     clock: Clock
     secrets: FieldCipher
+    records: FieldCipher
 
     @classmethod
     def build(
@@ -40,13 +41,14 @@ class Webhooks:
         audit: AuditLog,
         clock: Clock,
         secrets: FieldCipher,
+        records: FieldCipher,
         resolver: Resolver | None = None,
     ) -> Webhooks:
         policy = AddressPolicy.of(settings.webhook_allowed_networks)
         resolver = resolver or StaticHosts(settings.webhook_static_hosts)
         return cls(
             endpoints=EndpointService(db, audit, clock, policy, resolver, secrets),
-            messages=MessageService(db, audit, clock),
+            messages=MessageService(db, audit, clock, records),
             policy=policy,
             resolver=resolver,
             settings=settings,
@@ -54,6 +56,7 @@ class Webhooks:
             audit=audit,
             clock=clock,
             secrets=secrets,
+            records=records,
         )
 
     def worker(
@@ -73,6 +76,7 @@ class Webhooks:
             clock or self.clock,
             transport,
             self.secrets,
+            self.records,
             concurrency=s.webhook_concurrency,
             lease=timedelta(seconds=s.webhook_lease_seconds),
             rand=rand,

@@ -57,13 +57,14 @@ class DeliveryWorker:
         clock: Clock,
         transport: Transport,
         secrets: FieldCipher,
+        records: FieldCipher,
         *,
         concurrency: int = 64,
         lease: timedelta = claims.LEASE,
         rand: random.Random | None = None,
     ) -> None:
         self._db, self._audit, self._clock, self._transport = db, audit, clock, transport
-        self._secrets = secrets
+        self._secrets, self._records = secrets, records
         self._concurrency, self._lease = concurrency, lease
         self._chunk = max(1, concurrency // 4)
         # Messages in flight plus claimed ahead: when a turn is slow (a loaded database), the
@@ -85,12 +86,12 @@ class DeliveryWorker:
         await asyncio.to_thread(self._fan_out)
         total = 0
         while True:
-            jobs = await asyncio.to_thread(self._claim, self._concurrency)
-            if not jobs:
+            jobs, unusable = await asyncio.to_thread(self._claim, self._concurrency)
+            if not jobs and not unusable:
                 return total
             results = await asyncio.gather(*(self._deliver(job) for job in jobs))
-            await asyncio.to_thread(self._record, list(results))
-            total += len(jobs)
+            await asyncio.to_thread(self._record, list(results) + unusable)
+            total += len(jobs) + len(unusable)
 
     # -- the long-running loop -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -107,7 +108,7 @@ class DeliveryWorker:
         in_flight: set[asyncio.Task[Result]] = set()
         ready: deque[tuple[float, Job]] = deque()
         finished: list[Result] = []
-        turn: asyncio.Task[list[Job]] | None = None
+        turn: asyncio.Task[tuple[list[Job], list[Result]]] | None = None
         recording: list[Result] = []
         claiming = wakes = wakes_before = 0
         quiet_until = 0.0  # after a turn that found nothing, claim again no sooner than this
@@ -158,13 +159,14 @@ class DeliveryWorker:
                     if task is turn:
                         turn = None
                         try:
-                            jobs = task.result()
+                            jobs, unusable = task.result()
                         except Exception:  # a database hiccup must not stop deliveries for good
                             log.exception("webhook worker turn failed; retrying")
                             finished = recording + finished  # recorded next turn, not lost
                             next_turn = time.monotonic() + 1.0
                             continue
                         next_turn = time.monotonic() + TURN_REST
+                        finished.extend(unusable)  # failed before sending: recorded next turn
                         start_by = time.monotonic() + self._start_by
                         ready.extend((start_by, job) for job in jobs)
                         if jobs:
@@ -196,17 +198,18 @@ class DeliveryWorker:
                 continue
             in_flight.add(asyncio.create_task(self._deliver(job)))
 
-    def _tick(self, results: list[Result], free: int) -> list[Job]:
+    def _tick(self, results: list[Result], free: int) -> tuple[list[Job], list[Result]]:
         if not results and free <= 0:
-            return []
+            return [], []
+        sealers = claims.sealers_for(results, self._records)  # key lookups before the lock
         now = self._clock.now()
         try:
             with self._transaction() as conn:
                 if results:
-                    records = claims.record(conn, results, now, self.name, self._rand)
+                    records = claims.record(conn, results, now, self.name, sealers, self._rand)
                     self._audit.store.append(conn, records)
                 if free <= 0:
-                    return []
+                    return [], []
                 self._fan_out_in(conn, now)
                 # Messages whose worker died are looked for once a second, not every turn:
                 # their lease already kept them waiting for a minute.
@@ -218,7 +221,8 @@ class DeliveryWorker:
             self._audit.signer.forget()  # a key made in the rolled-back checkpoint is gone too
             self._drop_connection()
             raise
-        return claims.unseal(jobs, self._secrets)  # after the commit: no key lookup under lock
+        # After the commit: no key lookup under the lock.
+        return claims.unseal(jobs, self._secrets, self._records, self._clock.now())
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -267,10 +271,10 @@ class DeliveryWorker:
         self._after = max(self._after, highest)
         return count
 
-    def _claim(self, limit: int) -> list[Job]:
+    def _claim(self, limit: int) -> tuple[list[Job], list[Result]]:
         with self._db.transaction() as conn:
             jobs = claims.claim(conn, self._clock.now(), limit, self._lease)
-        return claims.unseal(jobs, self._secrets)
+        return claims.unseal(jobs, self._secrets, self._records, self._clock.now())
 
     async def _deliver(self, job: Job) -> Result:
         at = self._clock.now()
@@ -279,7 +283,8 @@ class DeliveryWorker:
         return Result(job, outcome, at)
 
     def _record(self, results: list[Result]) -> None:
+        sealers = claims.sealers_for(results, self._records)
         now: datetime = self._clock.now()
         with self._db.transaction() as conn:
-            records = claims.record(conn, results, now, self.name, self._rand)
+            records = claims.record(conn, results, now, self.name, sealers, self._rand)
             self._audit.store.append(conn, records)

@@ -174,7 +174,9 @@ def test_firmware_change_is_announced_once(server: VigilServer, services: Servic
     assert same.status_code == 200
     assert (final["firmware_version"], final["name"], final["version"]) == ("1.1", "Gate", 3)
     with services.db.read() as conn:
-        events = events_for(conn, factories.tenant_of(cred), device["id"])
+        events = events_for(
+            conn, factories.tenant_of(cred), device["id"], services.encryption.records
+        )
     assert [e["type"] for e in events] == ["device.firmware_updated"]
     data = events[0]["payload"]["data"]
     assert (data["firmware_version"], data["previous"], data["site_id"]) == ("1.1", "1.0", site_id)

@@ -100,7 +100,9 @@ def test_uploaded_snapshot_downloads_byte_for_byte(server: VigilServer, services
     assert uploaded["target_id"] == snap["id"]
     assert uploaded["details"]["sha256"] == snap["sha256"]
     with services.db.read() as conn:
-        events = events_for(conn, factories.tenant_of(cam.cred), snap["id"])
+        events = events_for(
+            conn, factories.tenant_of(cam.cred), snap["id"], services.encryption.records
+        )
     assert [e["type"] for e in events] == ["snapshot.created"]
     assert events[0]["payload"]["data"]["size"] == len(data)
     (stored,) = stored_files(server.home, cam.cred.dealer.id)

@@ -62,7 +62,7 @@ def test_first_heartbeat_brings_the_device_online_once(
     assert datetime.fromisoformat(device["last_seen_at"]) == now
     assert second.json()["status"] == "online"
     with services.db.read() as conn:
-        events = events_for(conn, factories.tenant_of(cred), device_id)
+        events = events_for(conn, factories.tenant_of(cred), device_id, services.encryption.records)
     assert [e["type"] for e in events] == ["device.online"]
     assert events[0]["payload"]["data"]["device_id"] == device_id
     assert sorted(r["action"] for r in records) == [

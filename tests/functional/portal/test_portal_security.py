@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 from tests.support import factories
 from tests.support.portal import PASSWORD, Operator, csrf_of, operator, sign_in, submit_sign_in
 from tests.support.server import VigilServer
@@ -14,6 +15,7 @@ from tests.support.server import VigilServer
 from vigil.auth.principal import Environment
 from vigil.portal.pages import CSP
 from vigil.services import Services
+from vigil.storage.tables import audit_events, operator_accounts
 from vigil.tenancy.operators import MAX_FAILURES
 from vigil.tenancy.roles import PortalRole
 
@@ -119,6 +121,58 @@ def test_wrong_totp_is_refused(server: VigilServer, services: Services) -> None:
         answer = c.post("/portal/sign-in/totp", data={"code": "000000", "csrf": csrf_of(page.text)})
         assert answer.status_code == 401
         assert c.get("/portal/").status_code == 303
+
+
+def test_a_totp_seed_that_does_not_open_fails_like_a_wrong_code_and_counts(
+    server: VigilServer, services: Services
+) -> None:
+    """The sealed seed corrupted in the database (S6): the right code is refused with a clear
+    page, not a 500; each try is audited as a security event and counts toward the lockout."""
+    owner = operator(services, factories.dealer(services).id, PortalRole.OWNER)
+    column = operator_accounts.c.totp_secret_sealed
+    where = operator_accounts.c.user_id == owner.user_id
+    with services.db.transaction() as conn:
+        sealed = bytes(conn.execute(select(column).where(where)).scalar_one())
+        flipped = sealed[:-1] + bytes([sealed[-1] ^ 1])
+        conn.execute(update(operator_accounts).where(where).values(totp_secret_sealed=flipped))
+    with server.client() as c:
+        assert submit_sign_in(c, owner.dealer_id, owner.email, PASSWORD).status_code == 303
+        answers = []
+        for _ in range(MAX_FAILURES):
+            page = c.get("/portal/sign-in/totp")
+            answers.append(
+                c.post(
+                    "/portal/sign-in/totp", data={"code": owner.code(), "csrf": csrf_of(page.text)}
+                )
+            )
+        assert [a.status_code for a in answers] == [401] * MAX_FAILURES
+        assert "cannot be checked" in answers[0].text
+        assert "recovery code" in answers[0].text
+        assert c.get("/portal/").status_code == 303
+    with services.db.read() as conn:
+        records = conn.execute(
+            select(audit_events.c.action, audit_events.c.result, audit_events.c.details)
+            .where(audit_events.c.target_id == owner.user_id)
+            .order_by(audit_events.c.seq)
+        ).all()
+        locked_until = conn.execute(
+            select(operator_accounts.c.locked_until).where(where)
+        ).scalar_one()
+    refused = [r for r in records if r.action == "user.sign_in_failed"]
+    assert len(refused) == MAX_FAILURES - 1
+    assert {(r.result, r.details["reason"]) for r in refused} == {
+        ("security_event", "second_factor_unavailable")
+    }
+    assert records[-1].action == "user.locked_out"  # the fifth try locked the account
+    assert locked_until is not None
+
+    # Once repaired, the account is still locked for a while: the failures counted.
+    with services.db.transaction() as conn:
+        conn.execute(update(operator_accounts).where(where).values(totp_secret_sealed=sealed))
+    account = services.operators.account(owner.user_id)
+    verdict = services.operators.second_factor(factories.OPERATOR, account, owner.code())
+    assert not verdict.ok
+    assert not verdict.unavailable
 
 
 def test_form_without_or_with_wrong_csrf_is_refused(

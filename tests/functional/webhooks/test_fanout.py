@@ -11,6 +11,7 @@ from tests.support import factories
 from tests.support.hooks_world import HooksWorld
 
 from vigil.auth.scopes import Scope
+from vigil.events.outbox import payload_binding
 from vigil.events.types import EventType
 from vigil.storage.tables import outbox_events
 from vigil.webhooks import fanout
@@ -67,6 +68,10 @@ def test_an_event_committed_behind_the_cursor_is_found_by_the_sweep(hooks: Hooks
     now = datetime.now(UTC)
 
     def event(seq: int, event_id: str) -> dict[str, object]:
+        tenant = actor.tenant
+        assert tenant is not None
+        binding = payload_binding(tenant.dealer_id, tenant.environment.value, event_id)
+        sealed = hooks.services.encryption.records.seal(binding, b'{"data":{}}')
         return {
             "seq": seq,
             "id": event_id,
@@ -75,7 +80,7 @@ def test_an_event_committed_behind_the_cursor_is_found_by_the_sweep(hooks: Hooks
             "type": "site.armed",
             "subject_type": "site",
             "subject_id": "site_late",
-            "payload": {"type": "site.armed", "data": {}},
+            "payload_sealed": sealed,
             "created_at": now,
         }
 

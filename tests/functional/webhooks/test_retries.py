@@ -163,6 +163,7 @@ def test_dns_rebinding_after_registration_is_caught_at_connect_time(hooks: Hooks
         s.audit,
         s.clock,
         s.encryption.secrets,
+        s.encryption.records,
         resolver=resolver,  # type: ignore[arg-type]
     )
     port = hooks.receivers.valid.port
@@ -201,7 +202,9 @@ def test_the_url_policy_is_applied_again_at_every_delivery(hooks: HooksWorld) ->
         )
     s = hooks.services
     strict = Settings(**(hooks.settings_env | {"webhook_allowed_networks": ""}))  # type: ignore[arg-type]
-    webhooks = Webhooks.build(strict, s.db, s.audit, s.clock, s.encryption.secrets)
+    webhooks = Webhooks.build(
+        strict, s.db, s.audit, s.clock, s.encryption.secrets, s.encryption.records
+    )
     hooks.emit(actor=actor)
     import asyncio
 

@@ -1,24 +1,30 @@
 """S6 for credentials: webhook signing secrets (current and previous) and operators' TOTP seeds
 are stored sealed, never as issued. On PostgreSQL the raw column values are what an attacker with
 the database sees; on SQLite the file is SQLCipher (covered by test_encryption_at_rest), and the
-values inside it are ciphertext too. A sealed value copied to another record does not open."""
+values inside it are ciphertext too. A sealed value copied to another record does not open, and
+one that does not open is a counted, audited failure (a failed delivery attempt retried on the
+schedule; a refused second factor counted toward the lockout), never a crash or a 500."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 
 import pyotp
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import Table, select, text, update
 from standardwebhooks.webhooks import Webhook
 from tests.support.factories import OPERATOR
 from tests.support.hooks_world import HooksWorld
 from tests.support.portal import operator
 
 from vigil.crypto.errors import DecryptionFailed
-from vigil.storage.tables import operator_accounts, webhook_endpoints
+from vigil.storage.tables import operator_accounts, webhook_endpoints, webhook_messages
 from vigil.tenancy.roles import PortalRole
+from vigil.webhooks.schedule import RETRY_DELAYS
 from vigil.webhooks.sealing import open_secret
+from vigil.webhooks.signing import SigningSecret, headers
 
 
 def _raw_rows(hooks: HooksWorld, table: str) -> list[bytes]:
@@ -110,3 +116,98 @@ def test_totp_seed_is_sealed_and_sign_in_still_checks_codes(hooks: HooksWorld) -
     assert not svc.operators.second_factor(OPERATOR, account, stale)
     code = totp.at(svc.clock.now())
     assert svc.operators.second_factor(OPERATOR, account, code)
+
+
+def _flip_last_byte(hooks: HooksWorld, table: Table, column: str, row_id: str) -> bytes:
+    """Corrupt a sealed value in place, as someone with write access to the database would;
+    returns the original."""
+    c = table.c
+    with hooks.services.db.transaction() as conn:
+        original = bytes(conn.execute(select(c[column]).where(c.id == row_id)).scalar_one())
+        bad = original[:-1] + bytes([original[-1] ^ 1])
+        conn.execute(update(table).where(c.id == row_id).values({column: bad}))
+    return original
+
+
+def _put_back(hooks: HooksWorld, table: Table, column: str, row_id: str, value: bytes) -> None:
+    with hooks.services.db.transaction() as conn:
+        conn.execute(update(table).where(table.c.id == row_id).values({column: value}))
+
+
+def test_a_signing_secret_that_does_not_open_is_a_recorded_failure_retried_on_schedule(
+    hooks: HooksWorld,
+) -> None:
+    actor = hooks.tenant()
+    receiver = hooks.receivers.valid
+    created = hooks.endpoint(receiver.url("/unsealable-secret"), actor)
+    endpoint_id = created.endpoint.id
+    original = _flip_last_byte(hooks, webhook_endpoints, "secret_sealed", endpoint_id)
+    clock = hooks.frozen()
+    hooks.emit(actor=actor)
+    assert hooks.deliver(clock) == 1  # the worker carries on: one attempt, made and recorded
+    [attempt] = hooks.attempts(endpoint_id)
+    assert (attempt["result"], attempt["reason"]) == ("failure", "secret_unavailable")
+    [message] = hooks.messages(endpoint_id)
+    assert (message["status"], message["attempts"]) == ("pending", 1)
+    assert message["next_attempt_at"] > clock.now()  # on the retry schedule, not leased away
+    [record] = [r for r in hooks.audit_for(message["id"]) if r["result"] != "success"]
+    assert record["action"] == "webhook.delivery_attempted"
+    assert record["result"] == "secret_unavailable"
+    assert "could not be decrypted" in record["details"]["detail"]
+    assert not [r for r in receiver.received if r.path == "/unsealable-secret"]
+
+    clock.advance(RETRY_DELAYS[0] * 1.2)
+    hooks.deliver(clock)  # still broken: a second failed attempt, as scheduled
+    assert [a["reason"] for a in hooks.attempts(endpoint_id)] == ["secret_unavailable"] * 2
+
+    _put_back(hooks, webhook_endpoints, "secret_sealed", endpoint_id, original)
+    clock.advance(RETRY_DELAYS[1] * 1.2)
+    hooks.deliver(clock)  # repaired: the retry goes out, signed with the real secret
+    [got] = [r for r in receiver.received if r.path == "/unsealable-secret"]
+    # Signed with the real secret (checked by recomputing: the frozen clock is 6 minutes
+    # ahead, outside standardwebhooks' timestamp tolerance).
+    expected = headers(
+        (SigningSecret(created.secret.value),),
+        got.headers["webhook-id"],
+        int(got.headers["webhook-timestamp"]),
+        got.body,
+    )
+    assert got.headers["webhook-signature"] == expected["webhook-signature"]
+    assert json.loads(got.body)["type"] == "site.armed"
+    assert hooks.messages(endpoint_id)[0]["status"] == "delivered"
+
+
+def test_a_payload_that_does_not_open_is_a_recorded_failure_not_a_crashed_worker(
+    hooks: HooksWorld,
+) -> None:
+    actor = hooks.tenant()
+    receiver = hooks.receivers.valid
+    created = hooks.endpoint(receiver.url("/unsealable-payload"), actor)
+    endpoint_id = created.endpoint.id
+    hooks.emit(actor=actor)
+    with hooks.services.db.transaction() as conn:
+        worker = hooks.services.webhooks.worker()
+        worker._fan_out_in(conn, hooks.services.clock.now())
+    [message] = hooks.messages(endpoint_id)
+    _flip_last_byte(hooks, webhook_messages, "payload_sealed", message["id"])
+
+    async def run_until_attempted() -> None:
+        """The long-running loop `vigil serve` and `vigil worker` use."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        for _ in range(400):
+            await asyncio.sleep(0.05)
+            if await asyncio.to_thread(hooks.attempts, endpoint_id):
+                break
+        stop.set()
+        await task
+
+    asyncio.run(run_until_attempted())
+    [attempt] = hooks.attempts(endpoint_id)
+    assert (attempt["result"], attempt["reason"]) == ("failure", "payload_unavailable")
+    [message] = hooks.messages(endpoint_id)
+    assert message["status"] == "pending"
+    assert message["next_attempt_at"] is not None
+    audited = [r["result"] for r in hooks.audit_for(message["id"])]
+    assert "payload_unavailable" in audited
+    assert not [r for r in receiver.received if r.path == "/unsealable-payload"]

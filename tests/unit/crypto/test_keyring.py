@@ -283,6 +283,25 @@ def test_enterprise_dealer_keys_are_wrapped_by_its_own_kek(
     assert refs == {"dlr_ent": "dealer-dlr_ent", "dlr_std": "platform"}
 
 
+def test_rewrap_moves_keys_made_under_the_platform_kek_to_the_dealers_own(
+    kms: LocalKms, store: InMemoryWrappedKeyStore
+) -> None:
+    """Dealers from before every dealer had a KEK: their generations are under the platform
+    KEK until `vigil kms rewrap` moves them; new generations already use the dealer's."""
+    before = Keyring(kms, store)  # kek_for: the platform KEK for everyone
+    sealed = FieldCipher(before).seal(binding("dlr_old"), b"made under the platform KEK")
+    own = {"dlr_old": kms.create_dealer_key("dlr_old")}
+    after = Keyring(kms, store, kek_for=lambda d: own.get(d, kms.platform_key_ref))
+    assert [row.kms_key_ref for row in store.list_keys("dlr_old")] == ["platform"]
+    assert len(list(after.rewrap())) == 1
+    assert [row.kms_key_ref for row in store.list_keys("dlr_old")] == ["standard-dlr_old"]
+    fresh = FieldCipher(Keyring(kms, store))
+    assert fresh.open(binding("dlr_old"), sealed) == b"made under the platform KEK"
+    kms.destroy_tenant_key("standard-dlr_old")
+    with pytest.raises(KmsError):
+        FieldCipher(Keyring(kms, store)).open(binding("dlr_old"), sealed)
+
+
 def test_crypto_shredding_makes_a_dealer_unreadable(
     kms: LocalKms, store: InMemoryWrappedKeyStore
 ) -> None:

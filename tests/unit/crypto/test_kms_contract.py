@@ -176,3 +176,49 @@ def test_key_material_stays_out_of_reprs(kms: Kms) -> None:
         assert raw.hex() not in text
         assert repr(raw)[2:-1] not in text
     assert repr(generated.wrapped) not in repr(generated)
+
+
+def test_a_standard_dealer_gets_a_platform_managed_key_of_its_own(kms: Kms) -> None:
+    dealer = f"std{os.urandom(3).hex()}"
+    ref = kms.create_dealer_key(dealer)
+    assert kms.create_dealer_key(dealer) == ref  # idempotent
+    assert ref not in (kms.platform_key_ref, kms.create_tenant_key(dealer))
+    assert ref == kms.dealer_key_ref(dealer) or ref.endswith(_aws_key_id(kms, dealer))
+    other = kms.create_dealer_key(dealer + "x")
+    generated = kms.generate_data_key(ref, CONTEXT)
+    assert kms.decrypt_data_key(ref, generated.wrapped, CONTEXT).equals(generated.plaintext)
+    for wrong in (kms.platform_key_ref, other):
+        with pytest.raises(KmsError):
+            kms.decrypt_data_key(wrong, generated.wrapped, CONTEXT)
+
+    kms.destroy_tenant_key(kms.dealer_key_ref(dealer))  # crypto-shredding
+    kms.destroy_tenant_key(kms.dealer_key_ref(dealer))  # again: nothing left, not an error
+    kms.destroy_tenant_key(kms.dealer_key_ref(f"never{os.urandom(3).hex()}"))
+    if kms.provider == "aws":  # moto's Decrypt ignores a disabled key (see above)
+        state = kms._client.describe_key(KeyId=ref)["KeyMetadata"]["KeyState"]  # type: ignore[attr-defined]
+        assert state == "PendingDeletion"
+    else:
+        with pytest.raises(KmsError):
+            kms.decrypt_data_key(ref, generated.wrapped, CONTEXT)
+    survivor = kms.generate_data_key(other, CONTEXT)
+    assert kms.decrypt_data_key(other, survivor.wrapped, CONTEXT).equals(survivor.plaintext)
+
+
+def test_a_wrapped_key_moves_from_the_platform_key_to_a_dealer_key(kms: Kms) -> None:
+    """How existing dealers' data keys reach their own KEK (`vigil kms rewrap`)."""
+    ref = kms.create_dealer_key(f"mov{os.urandom(3).hex()}")
+    old = kms.generate_data_key(kms.platform_key_ref, CONTEXT)
+    moved = kms.move(kms.platform_key_ref, old.wrapped, CONTEXT, ref)
+    assert kms.decrypt_data_key(ref, moved, CONTEXT).equals(old.plaintext)
+    with pytest.raises(KmsError):
+        kms.decrypt_data_key(kms.platform_key_ref, moved, CONTEXT)
+    with pytest.raises(KmsError):  # still bound to its context
+        kms.move(kms.platform_key_ref, old.wrapped, {**CONTEXT, "vigil:dealer": "dlr_b"}, ref)
+
+
+def _aws_key_id(kms: Kms, dealer: str) -> str:
+    """AWS answers with the key's ARN, which ends in its id; the alias names the same key."""
+    if kms.provider != "aws":
+        return "\0"
+    meta = kms._client.describe_key(KeyId=kms.dealer_key_ref(dealer))["KeyMetadata"]  # type: ignore[attr-defined]
+    return str(meta["KeyId"])

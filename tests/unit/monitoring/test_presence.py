@@ -137,7 +137,14 @@ def test_concurrent_sweepers_announce_each_device_once(world: World) -> None:
     for device in devices:
         world.heartbeat(device)
     world.clock.advance(timedelta(minutes=1))
-    sweepers = [PresenceService(world.services.db, world.services.audit, world.clock)] * 4
+    sweepers = [
+        PresenceService(
+            world.services.db,
+            world.services.audit,
+            world.clock,
+            world.services.encryption.records,
+        )
+    ] * 4
     marked: list[int] = []
     start = threading.Barrier(len(sweepers))
 

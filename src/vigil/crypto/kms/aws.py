@@ -7,8 +7,10 @@ material, so old wraps still decrypt). The encryption context (dealer, purpose, 
 generation) is AWS's `EncryptionContext`: wraps do not decrypt under another context, and the
 context is logged in CloudTrail, which gives per-tenant KMS audit for free.
 
-Enterprise dealers get a customer managed key of their own (`CreateKey` with alias
-`alias/vigil-dealer-<id>`); the platform key is configured (`VIGIL_KMS_AWS_KEY_ID`) and must exist.
+Every dealer gets a customer managed key of its own (`CreateKey` with an alias): an enterprise
+dealer `alias/vigil-dealer-<id>` when provisioned, a standard dealer `alias/vigil-standard-<id>`
+on first use (each key is billed by AWS). Crypto-shredding disables the key and schedules its
+deletion. The platform key is configured (`VIGIL_KMS_AWS_KEY_ID`) and must exist.
 Decrypt always names the expected `KeyId`, so a wrapped key made under another key is refused
 even if the caller's IAM role could use both.
 
@@ -55,7 +57,10 @@ class AwsKms:
             raise KmsError("VIGIL_KMS_AWS_KEY_ID must be an enabled symmetric KMS key.")
 
     def destroy_tenant_key(self, key_ref: str) -> None:
-        key_id = self._call("DescribeKey", KeyId=key_ref)["KeyMetadata"]["KeyId"]
+        meta = self._describe(key_ref)
+        if meta is None or meta.get("KeyState") == "PendingDeletion":
+            return  # never created, or already scheduled for deletion
+        key_id = meta["KeyId"]
         platform = self._call("DescribeKey", KeyId=self.platform_key_ref)["KeyMetadata"]["KeyId"]
         if key_id == platform:
             raise KmsError("Only a dealer's own key can be destroyed.")
@@ -63,17 +68,35 @@ class AwsKms:
         self._call("DisableKey", KeyId=key_id)
         self._call("ScheduleKeyDeletion", KeyId=key_id, PendingWindowInDays=7)
 
+    def dealer_key_ref(self, dealer_id: str) -> str:
+        return f"alias/vigil-standard-{check_dealer_id(dealer_id)}"
+
+    def create_dealer_key(self, dealer_id: str) -> str:
+        return self._aliased(
+            self.dealer_key_ref(dealer_id), f"Vigil standard dealer {dealer_id}", dealer_id
+        )
+
     def create_tenant_key(self, dealer_id: str) -> str:
         alias = f"alias/vigil-dealer-{check_dealer_id(dealer_id)}"
+        return self._aliased(alias, f"Vigil enterprise dealer {dealer_id}", dealer_id)
+
+    def _describe(self, key_ref: str) -> dict[str, Any] | None:
         try:
-            return str(self._client.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
+            meta: dict[str, Any] = self._client.describe_key(KeyId=key_ref)["KeyMetadata"]
         except self._client.exceptions.NotFoundException:
-            pass
+            return None
         except Exception as exc:  # botocore errors: keep their class name, never their payload
             raise KmsError(f"AWS KMS DescribeKey failed: {type(exc).__name__}.") from None
+        return meta
+
+    def _aliased(self, alias: str, description: str, dealer_id: str) -> str:
+        """The key behind `alias`, created (with the alias) if missing."""
+        existing = self._describe(alias)
+        if existing is not None:
+            return str(existing["Arn"])
         meta = self._call(
             "CreateKey",
-            Description=f"Vigil enterprise dealer {dealer_id}",
+            Description=description,
             KeyUsage="ENCRYPT_DECRYPT",
             KeySpec="SYMMETRIC_DEFAULT",
             Tags=[{"TagKey": "vigil:dealer", "TagValue": dealer_id}],
@@ -109,12 +132,17 @@ class AwsKms:
         return SecretKey(out["Plaintext"])
 
     def rewrap(self, key_ref: str, wrapped: bytes, context: EncryptionContext) -> bytes:
+        return self.move(key_ref, wrapped, context, key_ref)
+
+    def move(
+        self, source_ref: str, wrapped: bytes, context: EncryptionContext, target_ref: str
+    ) -> bytes:
         out = self._call(
             "ReEncrypt",
             CiphertextBlob=wrapped,
-            SourceKeyId=key_ref,
+            SourceKeyId=source_ref,
             SourceEncryptionContext=dict(context),
-            DestinationKeyId=key_ref,
+            DestinationKeyId=target_ref,
             DestinationEncryptionContext=dict(context),
         )
         return bytes(out["CiphertextBlob"])

@@ -9,6 +9,10 @@ AAD = key name, KEK version and the canonical context, so a wrapped key only unw
 same key name (a dealer's KEK cannot unwrap the platform's wraps or another dealer's) and for the
 same dealer, purpose and generation it was made for.
 
+Dealers' own KEKs live in the same file: `dealer-<id>` for an enterprise dealer (provisioned),
+`standard-<id>` for a standard dealer (created on first use). Destroying one removes it from the
+file (crypto-shredding: wraps made with it, in any database backup, no longer unwrap).
+
 Rotation appends a new KEK version; old versions stay in the file, so old wraps unwrap until
 `rewrap` has moved them. Another process's rotation is picked up on the first wrap naming a
 version this process has not loaded (the file is re-read once).
@@ -67,8 +71,16 @@ class LocalKms:
         self._ensure(name)
         return name
 
+    def dealer_key_ref(self, dealer_id: str) -> str:
+        return f"standard-{check_dealer_id(dealer_id)}"
+
+    def create_dealer_key(self, dealer_id: str) -> str:
+        name = self.dealer_key_ref(dealer_id)
+        self._ensure(name)
+        return name
+
     def destroy_tenant_key(self, key_ref: str) -> None:
-        if key_ref == PLATFORM_KEY or not key_ref.startswith("dealer-"):
+        if key_ref == PLATFORM_KEY or not key_ref.startswith(("dealer-", "standard-")):
             raise KmsError("Only a dealer's own key can be destroyed.")
         with self._file.locked():
             master = self._file.load()
@@ -113,9 +125,14 @@ class LocalKms:
         return SecretKey(raw)
 
     def rewrap(self, key_ref: str, wrapped: bytes, context: EncryptionContext) -> bytes:
-        secret = self.decrypt_data_key(key_ref, wrapped, context)
+        return self.move(key_ref, wrapped, context, key_ref)
+
+    def move(
+        self, source_ref: str, wrapped: bytes, context: EncryptionContext, target_ref: str
+    ) -> bytes:
+        secret = self.decrypt_data_key(source_ref, wrapped, context)
         try:
-            return self._wrap(key_ref, self._latest(key_ref), secret.reveal(), context)
+            return self._wrap(target_ref, self._latest(target_ref), secret.reveal(), context)
         finally:
             secret.destroy()
 

@@ -7,8 +7,11 @@ context* (dealer, purpose, keyset, version): a wrapped key copied into another d
 to unwrap there (AWS EncryptionContext, Transit derived-key `context`, local AAD).
 
 Key references (`key_ref`) are provider strings: a local key name, a Transit key name, an AWS key
-ARN. Standard dealers share the platform KEK (with their own data keys); enterprise dealers get a
-KEK of their own from `create_tenant_key` (S8).
+ARN. Every dealer's data keys are wrapped by a KEK of that dealer's own, so destroying it
+(crypto-shredding) reaches every backup of the database: enterprise dealers get one they can
+have provisioned or configured (`create_tenant_key`), standard dealers a platform-managed one
+created automatically on first use (`create_dealer_key`). The platform KEK wraps what belongs to
+no dealer (the SQLCipher database key, platform keysets such as the audit one) (S8).
 """
 
 from __future__ import annotations
@@ -67,10 +70,19 @@ class Kms(Protocol):
         """A dedicated KEK for an enterprise dealer; idempotent (same dealer, same ref)."""
         ...
 
+    def dealer_key_ref(self, dealer_id: str) -> str:
+        """The name of a standard dealer's platform-managed KEK, whether it exists yet or not."""
+        ...
+
+    def create_dealer_key(self, dealer_id: str) -> str:
+        """The platform-managed KEK of a standard dealer, created if missing (idempotent)."""
+        ...
+
     def destroy_tenant_key(self, key_ref: str) -> None:
-        """Destroy an enterprise dealer's KEK (crypto-shredding that reaches every backup of the
-        database: the wraps in it no longer unwrap). Never the platform key. Irreversible
-        (AWS: scheduled for deletion after the shortest window, 7 days, and disabled now)."""
+        """Destroy a dealer's KEK, enterprise or platform-managed (crypto-shredding that reaches
+        every backup of the database: the wraps in it no longer unwrap). Never the platform key.
+        A key that does not exist (any more) is not an error. Irreversible (AWS: disabled now,
+        deleted after the shortest window, 7 days)."""
         ...
 
     def generate_data_key(self, key_ref: str, context: EncryptionContext) -> GeneratedDataKey: ...
@@ -87,6 +99,13 @@ class Kms(Protocol):
 
     def rewrap(self, key_ref: str, wrapped: bytes, context: EncryptionContext) -> bytes:
         """Re-encrypt a wrapped key under the newest KEK version without exposing it."""
+        ...
+
+    def move(
+        self, source_ref: str, wrapped: bytes, context: EncryptionContext, target_ref: str
+    ) -> bytes:
+        """Re-wrap under another KEK (a dealer's data keys moving from the platform KEK to its
+        own): unwrapped with `source_ref`, wrapped with `target_ref`'s newest version."""
         ...
 
     def close(self) -> None: ...

@@ -94,9 +94,21 @@ class TransitKms:
         self._create(name)
         return name
 
+    def dealer_key_ref(self, dealer_id: str) -> str:
+        return f"vigil-standard-{check_dealer_id(dealer_id)}"
+
+    def create_dealer_key(self, dealer_id: str) -> str:
+        name = self.dealer_key_ref(dealer_id)
+        self._create(name)
+        # Platform-managed: deletable from the start, so shredding is one call.
+        self._post(f"keys/{quote(name)}/config", {"deletion_allowed": True})
+        return name
+
     def destroy_tenant_key(self, key_ref: str) -> None:
-        if not key_ref.startswith("vigil-dealer-"):
+        if not key_ref.startswith(("vigil-dealer-", "vigil-standard-")):
             raise KmsError("Only a dealer's own key can be destroyed.")
+        if not self._exists(key_ref):
+            return  # never created, or already destroyed
         # Transit refuses to delete a key until its config allows it: two steps, on purpose.
         self._post(f"keys/{quote(key_ref)}/config", {"deletion_allowed": True})
         self._handle(lambda: self._client.delete(f"keys/{quote(key_ref)}"))
@@ -132,6 +144,20 @@ class TransitKms:
         )
         return str(data["ciphertext"]).encode("ascii")
 
+    def move(
+        self, source_ref: str, wrapped: bytes, context: EncryptionContext, target_ref: str
+    ) -> bytes:
+        # Transit's rewrap stays within one key: decrypt, then encrypt under the target. The
+        # data key passes through this process once, as it does whenever it is used.
+        encoded = _b64(canonical_context(context))
+        data = self._post(
+            f"decrypt/{quote(source_ref)}", {"ciphertext": _text(wrapped), "context": encoded}
+        )
+        out = self._post(
+            f"encrypt/{quote(target_ref)}", {"plaintext": data["plaintext"], "context": encoded}
+        )
+        return str(out["ciphertext"]).encode("ascii")
+
     def close(self) -> None:
         self._client.close()
 
@@ -143,6 +169,16 @@ class TransitKms:
         info = self._get(f"keys/{quote(name)}")
         if info.get("type") != "aes256-gcm96" or not info.get("derived"):
             raise KmsError(f"Transit key {name!r} must be type aes256-gcm96 with derived=true.")
+
+    def _exists(self, name: str) -> bool:
+        try:
+            response = self._client.get(f"keys/{quote(name)}")
+        except httpx.HTTPError as exc:
+            raise KmsError(f"Transit unreachable: {type(exc).__name__}.") from None
+        if response.status_code == 404:
+            return False
+        self._handle(lambda: response)
+        return True
 
     def _get(self, path: str) -> dict[str, Any]:
         return self._handle(lambda: self._client.get(path))

@@ -33,7 +33,7 @@ from vigil.portal.pages import render
 from vigil.portal.routing import PortalRoute
 from vigil.portal.sessions import COOKIE, Session
 from vigil.portal.views.account import CONNECTED_APPS
-from vigil.tenancy.operators import Account, SignInRefused
+from vigil.tenancy.operators import UNAVAILABLE, Account, SignInRefused
 from vigil.tenancy.roles import PortalRole
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
@@ -181,11 +181,14 @@ async def totp(request: Request) -> Response:
     if wait:
         request.state.error = "rate_limited"
         return render(request, "totp.html", 429, csrf=session.csrf, next=nxt, error=_too_many(wait))
-    if not svc.operators.second_factor(
+    verdict = svc.operators.second_factor(
         _account_actor(request, account), account, one(form, "code", 40)
-    ):
+    )
+    if not verdict.ok:
         _failed_attempt(request)
         error = "That code is not valid (or the account is locked for a while)."
+        if verdict.unavailable:
+            error = UNAVAILABLE
         return render(request, "totp.html", 401, csrf=session.csrf, next=nxt, error=error)
     fresh = sessions_of(request).renew(session, record=_signed_in(request, account, "totp"))
     return with_session(RedirectResponse(nxt, 303), fresh)
