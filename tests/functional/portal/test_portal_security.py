@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 from tests.support import factories
+from tests.support.audit_trail import opened_rows
 from tests.support.portal import PASSWORD, Operator, csrf_of, operator, sign_in, submit_sign_in
 from tests.support.server import VigilServer
 
@@ -149,21 +150,24 @@ def test_a_totp_seed_that_does_not_open_fails_like_a_wrong_code_and_counts(
         assert "cannot be checked" in answers[0].text
         assert "recovery code" in answers[0].text
         assert c.get("/portal/").status_code == 303
+    records = opened_rows(
+        services,
+        select(
+            audit_events.c.id, audit_events.c.action, audit_events.c.result, audit_events.c.details
+        )
+        .where(audit_events.c.target_id == owner.user_id)
+        .order_by(audit_events.c.seq),
+    )
     with services.db.read() as conn:
-        records = conn.execute(
-            select(audit_events.c.action, audit_events.c.result, audit_events.c.details)
-            .where(audit_events.c.target_id == owner.user_id)
-            .order_by(audit_events.c.seq)
-        ).all()
         locked_until = conn.execute(
             select(operator_accounts.c.locked_until).where(where)
         ).scalar_one()
-    refused = [r for r in records if r.action == "user.sign_in_failed"]
+    refused = [r for r in records if r["action"] == "user.sign_in_failed"]
     assert len(refused) == MAX_FAILURES - 1
-    assert {(r.result, r.details["reason"]) for r in refused} == {
+    assert {(r["result"], r["details"]["reason"]) for r in refused} == {
         ("security_event", "second_factor_unavailable")
     }
-    assert records[-1].action == "user.locked_out"  # the fifth try locked the account
+    assert records[-1]["action"] == "user.locked_out"  # the fifth try locked the account
     assert locked_until is not None
 
     # Once repaired, the account is still locked for a while: the failures counted.
