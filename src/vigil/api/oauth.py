@@ -23,6 +23,7 @@ from vigil.auth.oauth import metadata as meta
 from vigil.auth.oauth.context import Call
 from vigil.auth.oauth.csrf import COOKIE
 from vigil.auth.oauth.errors import InvalidRequest, OAuthError
+from vigil.auth.oauth.jwt_bearer import GRANT_TYPE as JWT_BEARER
 from vigil.auth.principal import ActorType
 from vigil.edge.authorization import public
 from vigil.edge.rate_limit import TokenBuckets
@@ -215,7 +216,10 @@ async def _sign_in_failed(svc: Services, req: authz.AuthorizationRequest, call: 
 async def token(request: Request, svc: Svc) -> Response:
     try:
         form = await read_form(request)
-        body = await run_in_threadpool(svc.oauth.token, form, _call(request))
+        if form.get("grant_type") == JWT_BEARER:  # batched: see jwt_bearer.BatchedGrants
+            body = await svc.oauth.assertion_token(form, _call(request))
+        else:
+            body = await run_in_threadpool(svc.oauth.token, form, _call(request))
     except OAuthError as error:
         return oauth_error(request, error)
     return JSONResponse(body, headers=NO_STORE)
