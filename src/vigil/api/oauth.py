@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from vigil.api import oauth_page
 from vigil.api.deps import services
+from vigil.api.lean import LeanRoute
 from vigil.audit.actions import AuditAction
 from vigil.auth.oauth import authorization as authz
 from vigil.auth.oauth import metadata as meta
@@ -208,11 +209,6 @@ async def _sign_in_failed(svc: Services, req: authz.AuthorizationRequest, call: 
     await svc.audit.append(record)
 
 
-@router.post(
-    meta.TOKEN,
-    dependencies=[Depends(public(CLIENT_AUTH))],
-    include_in_schema=False,
-)
 async def token(request: Request, svc: Svc) -> Response:
     try:
         form = await read_form(request)
@@ -223,6 +219,17 @@ async def token(request: Request, svc: Svc) -> Response:
     except OAuthError as error:
         return oauth_error(request, error)
     return JSONResponse(body, headers=NO_STORE)
+
+
+# The hot one of the protocol endpoints (partners' JWT-bearer grants): see api/lean.py.
+router.add_api_route(
+    meta.TOKEN,
+    token,
+    methods=["POST"],
+    dependencies=[Depends(public(CLIENT_AUTH))],
+    include_in_schema=False,
+    route_class_override=LeanRoute,
+)
 
 
 @router.post(
