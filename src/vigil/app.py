@@ -92,6 +92,10 @@ def create_api(services: Services) -> FastAPI:
     openapi.install(app)
     routers = (
         me.router,
+        # Early: the router tries routes in order, and the token endpoint is a hot path; no
+        # `/oauth` or `/.well-known` path overlaps another router's.
+        wellknown.router,
+        oauth.router,
         apps.router,
         audit.router,
         sites.router,
@@ -100,8 +104,6 @@ def create_api(services: Services) -> FastAPI:
         alarms.router,
         snapshots.router,
         webhooks.router,
-        wellknown.router,
-        oauth.router,
         oauth_clients.router,
         grants.router,
     )

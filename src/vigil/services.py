@@ -129,6 +129,7 @@ class Services:
         )
 
     def close(self) -> None:
+        self.oauth.close()
         self.audit.close()
         self.db.dispose()
         self.encryption.keyring.clear()

@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,6 +243,38 @@ def test_replayed_jti_is_refused(world: World) -> None:
     assertion = world.sign()
     assert world.exchange(assertion).status_code == 200
     world.assert_refused(assertion, "jti has been used")
+
+
+def test_concurrent_replays_of_one_jti_yield_exactly_one_token(world: World) -> None:
+    """Grants that arrive together commit together (group commit): a jti used twice in the
+    same batch is still used once, and the other grants of the batch are not harmed."""
+    replayed = world.sign()
+    distinct = [world.sign() for _ in range(6)]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(world.exchange, [replayed] * 6 + distinct))
+    replays, fresh = answers[:6], answers[6:]
+    assert sorted(r.status_code for r in replays) == [200] + [400] * 5
+    assert all(
+        "jti has been used" in r.json()["error_description"]
+        for r in replays
+        if r.status_code == 400
+    )
+    assert all(r.status_code == 200 for r in fresh), [r.text for r in fresh]
+    tokens = {r.json()["access_token"] for r in replays + fresh if r.status_code == 200}
+    assert len(tokens) == 7
+    jtis = [pyjwt.decode(a, options={"verify_signature": False})["jti"] for a in distinct]
+    with world.services.db.read() as conn:
+        issued = [
+            r.details["jti"]
+            for r in conn.execute(
+                select(audit_events.c.details).where(
+                    audit_events.c.action == AuditAction.OAUTH_TOKEN_ISSUED.value,
+                    audit_events.c.actor_id == world.partner_id,
+                )
+            )
+        ]
+    replayed_jti = pyjwt.decode(replayed, options={"verify_signature": False})["jti"]
+    assert sorted(issued) == sorted([*jtis, replayed_jti])  # one record per token issued
 
 
 def test_missing_jti_is_refused(world: World) -> None:

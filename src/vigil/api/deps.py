@@ -7,6 +7,7 @@ from starlette.requests import Request
 from vigil.services import Services
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async on purpose: a sync dependency costs a thread-pool hop per request.
     svc: Services = request.app.state.services
     return svc

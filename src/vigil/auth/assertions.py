@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from joserfc import jws, jwt
+from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from sqlalchemy import Connection, insert
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from vigil.storage.db import Database
@@ -175,7 +178,24 @@ def check_key(jwk: Mapping[str, Any]) -> tuple[str, Any]:
     return kid, key
 
 
-def _header(value: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def imported_key(jwk: Mapping[str, Any]) -> Any:
+    """`check_key(jwk)`'s key, imported once per distinct key: the cache is keyed by the key
+    material itself, so it can never hand out a key other than the one the caller read (a
+    retired or replaced key is simply no longer read, and falls out of the cache unused)."""
+    return _import(json.dumps(jwk, sort_keys=True, separators=(",", ":")))
+
+
+@lru_cache(maxsize=1024)
+def _import(canonical: str) -> Any:
+    return check_key(json.loads(canonical))[1]
+
+
+# One registry per algorithm, built once: the allow-list of a verification is exactly the
+# algorithm the header named (already checked against ALGORITHMS).
+_REGISTRIES = {alg: jws.JWSRegistry(algorithms=[alg]) for alg in ALGORITHMS}
+
+
+def _header(value: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     try:
         compact = jws.extract_compact(value.encode("ascii"))
         claims = json.loads(compact.payload)
@@ -183,7 +203,7 @@ def _header(value: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise AssertionRefused("malformed", "The assertion is not a compact JWS.") from exc
     if not isinstance(claims, dict):
         raise AssertionRefused("malformed", "The assertion's payload is not a JSON object.")
-    return dict(compact.headers()), claims
+    return compact, dict(compact.headers()), claims
 
 
 KeyLookup = Callable[[str, str], Mapping[str, Any] | None]  # (iss, kid) -> public JWK
@@ -201,7 +221,7 @@ class AssertionVerifier:
         assertion (one commit instead of two, and no token without its `jti` recorded)."""
         if len(value) > MAX_BYTES:
             raise AssertionRefused("malformed", "The assertion is too large.")
-        header, unverified = _header(value)
+        compact, header, unverified = _header(value)
         claimed = unverified.get("iss") if isinstance(unverified.get("iss"), str) else None
         alg = header.get("alg")
         if alg not in ALGORITHMS:
@@ -219,16 +239,20 @@ class AssertionVerifier:
         if jwk is None:
             raise AssertionRefused("kid", "No active registered key for this iss and kid.", claimed)
         key_type, curve = ALGORITHMS[alg]
-        _, key = check_key(jwk)
+        key = imported_key(jwk)
         if not isinstance(key, key_type) or (curve and jwk.get("crv") != curve):
             raise AssertionRefused("algorithm", "The key does not fit the algorithm.", claimed)
         if jwk.get("alg") not in (None, alg):
             raise AssertionRefused("algorithm", "The key is registered for another alg.", claimed)
+        # The signature over the very bytes parsed above (parsed once, verified once); the
+        # claims are trusted only from here on.
         try:
-            token = jwt.decode(value, key, algorithms=[alg])
+            valid = jws.validate_compact(compact, key, registry=_REGISTRIES[alg])
         except JoseError:
-            raise AssertionRefused("signature", "The signature does not verify.", claimed) from None
-        claims = dict(token.claims)
+            valid = False
+        if not valid:
+            raise AssertionRefused("signature", "The signature does not verify.", claimed)
+        claims = unverified
         for name, check in CLAIM_CHECKS.items():
             problem = check(claims.get(name), expected, claims)
             if problem is not None:
@@ -246,14 +270,43 @@ def replayed(claims: Mapping[str, Any]) -> AssertionRefused:
     return AssertionRefused("jti", "This jti has been used already.", str(claims["iss"]))
 
 
+def _keep_until(claims: Mapping[str, Any], now: datetime) -> datetime:
+    return datetime.fromtimestamp(float(claims["exp"]) + SKEW, tz=now.tzinfo)
+
+
 def consume_jti(conn: Connection, claims: Mapping[str, Any], now: datetime) -> None:
     """First use wins: the primary key makes the insert atomic in every process. A replay
     raises IntegrityError, which aborts the caller's transaction (see `replayed`). The row is
     kept until `exp` + skew, when the `exp` check refuses the assertion by itself; deleting it
     after that is the purge job's (vigil.auth.oauth.purge)."""
-    keep_until = datetime.fromtimestamp(float(claims["exp"]) + SKEW, tz=now.tzinfo)
     conn.execute(
         insert(assertion_jtis).values(
-            issuer=str(claims["iss"]), jti=str(claims["jti"]), expires_at=keep_until
+            issuer=str(claims["iss"]), jti=str(claims["jti"]), expires_at=_keep_until(claims, now)
         )
     )
+
+
+def consume_jtis(
+    conn: Connection, claims: Sequence[Mapping[str, Any]], now: datetime
+) -> list[bool]:
+    """`consume_jti` for a batch of assertions, in one statement: True where this call
+    recorded the `jti` first, False for a replay (recorded before by any process, or earlier
+    in this batch). The same primary key decides; a replay skips its row (`ON CONFLICT DO
+    NOTHING`) instead of aborting the transaction, so the batch's other grants go on."""
+    keys = [(str(c["iss"]), str(c["jti"])) for c in claims]
+    first: dict[tuple[str, str], int] = {}
+    rows = []
+    for i, (key, c) in enumerate(zip(keys, claims, strict=True)):
+        if key not in first:
+            first[key] = i
+            rows.append({"issuer": key[0], "jti": key[1], "expires_at": _keep_until(c, now)})
+    if not rows:
+        return []
+    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else postgres_insert
+    statement = (
+        dialect_insert(assertion_jtis)
+        .on_conflict_do_nothing()
+        .returning(assertion_jtis.c.issuer, assertion_jtis.c.jti)
+    )
+    won = {(r[0], r[1]) for r in conn.execute(statement, rows)}
+    return [first[key] == i and key in won for i, key in enumerate(keys)]

@@ -65,7 +65,8 @@ class PublicRoute:
 
     reason: str
 
-    def __call__(self) -> None:
+    async def __call__(self) -> None:
+        # async on purpose, like RequiredScope's: a sync dependency costs a thread-pool hop.
         return None
 
 

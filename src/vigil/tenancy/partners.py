@@ -13,16 +13,18 @@ rather than trimming scopes keeps one rule: a token never outlives the consent i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, false, insert, or_, select, update
 
 from vigil.audit.actions import AuditAction
 from vigil.audit.log import AuditLog
 from vigil.auth.actor import Actor
+from vigil.auth.apikeys.lookup import RawLookup
 from vigil.auth.assertions import check_key
 from vigil.auth.oauth.token_store import revoke_where
 from vigil.auth.principal import ActorType, Environment
@@ -419,11 +421,15 @@ def assertion_facts(
             .mappings()
             .first()
         )
+    return _facts(row, now)
+
+
+def _facts(row: Any, now: datetime) -> AssertionFacts | None:
     if row is None or (row["retire_at"] is not None and row["retire_at"] <= now):
         return None
-    authorized = row["authorized"]
+    authorized, jwk = row["authorized"], row["jwk"]
     return AssertionFacts(
-        dict(row["jwk"]),
+        json.loads(jwk) if isinstance(jwk, str | bytes) else dict(jwk),
         Environment(row["environment"]),
         decode_scopes(row["scopes"]),
         decode_scopes(authorized) if authorized is not None else None,
@@ -449,3 +455,26 @@ def still_authorized(
         .with_for_update(of=partner_authorizations)
     ).first()
     return row is not None and scopes <= decode_scopes(row.scopes)
+class _FactsLookup(RawLookup):
+    DATETIMES = ("retire_at",)
+    BYTES = ()
+
+
+# RawLookup also prepares a bookkeeping update; reading the facts keeps none.
+_NO_TOUCH = update(partner_keys).where(false()).values(retire_at=bindparam("at"))
+
+
+class AssertionFactsLookup:
+    """`assertion_facts` on the API key lookup's raw-driver path (vigil.auth.apikeys.lookup):
+    the same query, read fresh on every grant (a retired key or a withdrawn authorization
+    counts at once), without SQLAlchemy's per-execution machinery. It keeps one connection
+    per thread, so it is meant for the event loop's thread (the batched grant path)."""
+
+    def __init__(self, db: Database) -> None:
+        self._lookup = _FactsLookup(db, _FACTS, _NO_TOUCH)
+
+    def __call__(
+        self, partner_id: str, kid: str, dealer_id: str, now: datetime
+    ) -> AssertionFacts | None:
+        row = self._lookup.fetch(partner_id=partner_id, kid=kid, dealer_id=dealer_id)
+        return _facts(row, now)

@@ -29,6 +29,7 @@ class RawLookup:
     """`fetch` runs `query` (one row, named columns) and `touch` runs `update`."""
 
     DATETIMES: tuple[str, ...] = ("expires_at", "last_used_at")
+    BYTES: tuple[str, ...] = ("secret_hash",)
 
     def __init__(self, db: Database, query: Select[Any], update: Update) -> None:
         self._db = db
@@ -82,7 +83,8 @@ class RawLookup:
         m = dict(zip(self._columns, row, strict=True))
         for name in self.DATETIMES:
             m[name] = _when(m[name])
-        m["secret_hash"] = bytes(m["secret_hash"])
+        for name in self.BYTES:
+            m[name] = bytes(m[name])
         return m
 
     def touch(self, **params: Any) -> None:

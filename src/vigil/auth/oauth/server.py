@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from vigil.audit.actions import AuditAction
+from vigil.audit.record import AuditRecord
 from vigil.auth.actor import Actor
 from vigil.auth.oauth import code_grant, introspection, jwt_bearer, refresh_grant, revocation
 from vigil.auth.oauth.clients import OAuthClient, basic_credentials
@@ -32,6 +33,20 @@ GRANTS = {
 class OAuthServer:
     def __init__(self, ctx: OAuthContext, csrf: CsrfTokens) -> None:
         self.ctx, self.csrf = ctx, csrf
+        self.assertion_grants = jwt_bearer.BatchedGrants(ctx)
+
+    async def assertion_token(self, form: dict[str, str], call: Call) -> Any:
+        """The JWT-bearer grant as the token endpoint serves it: on the event loop, its
+        writes group-committed with concurrent grants (jwt_bearer.BatchedGrants); refusals
+        audited as `token` audits them, durable before the error leaves."""
+        try:
+            return await self.assertion_grants.exchange(form, call)
+        except OAuthError as error:
+            await self.ctx.audit.append(self._refusal(error, form, call, jwt_bearer.GRANT_TYPE))
+            raise
+
+    def close(self) -> None:
+        self.assertion_grants.close()
 
     def _client(self, form: dict[str, str], authorization: str | None) -> OAuthClient:
         basic = basic_credentials(authorization)
@@ -79,18 +94,26 @@ class OAuthServer:
         authorization: str | None,
     ) -> None:
         """Every refused token request is on the record, naming the client it claimed to be."""
+        self.ctx.audit.write_now(self._refusal(error, form, call, grant, authorization))
+
+    def _refusal(
+        self,
+        error: OAuthError,
+        form: dict[str, str],
+        call: Call,
+        grant: str,
+        authorization: str | None = None,
+    ) -> AuditRecord:
         try:
             basic = basic_credentials(authorization)
         except OAuthError:
             basic = None
         claimed = (basic.client_id if basic else form.get("client_id", ""))[:40] or "-"
-        self.ctx.audit.write_now(
-            call.actor(ActorType.APP if claimed != "-" else ActorType.ANONYMOUS, claimed).record(
-                self.ctx.clock.now(),
-                AuditAction.OAUTH_TOKEN_REFUSED,
-                target_type="oauth_client",
-                target_id=claimed if claimed != "-" else None,
-                result=error.error,
-                details={"grant_type": grant[:100], "error": error.error},
-            )
+        return call.actor(ActorType.APP if claimed != "-" else ActorType.ANONYMOUS, claimed).record(
+            self.ctx.clock.now(),
+            AuditAction.OAUTH_TOKEN_REFUSED,
+            target_type="oauth_client",
+            target_id=claimed if claimed != "-" else None,
+            result=error.error,
+            details={"grant_type": grant[:100], "error": error.error},
         )

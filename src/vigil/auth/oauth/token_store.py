@@ -8,6 +8,7 @@ family; the family is what refresh-token reuse or code replay revokes (RFC 9700 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import ColumnElement, Connection, insert, update
 from vigil.auth.oauth import tokens
 from vigil.auth.principal import ActorType, Environment
 from vigil.auth.scopes import Scope, encode_scopes
+from vigil.core.ids import new_id
 from vigil.storage.tables import oauth_tokens
 
 MAX_ACCESS = timedelta(hours=24)  # S10: whatever the setting says
@@ -110,6 +112,22 @@ def issue(
         rows.append(_row(refresh, subject, family_id, now, refresh_until, refresh_until))
     conn.execute(insert(oauth_tokens), rows)
     return Issued(access, refresh, int(ttl.total_seconds()), subject.scopes)
+
+
+def issue_access(
+    conn: Connection, grants: Sequence[tuple[Subject, datetime]], access_ttl: timedelta
+) -> list[Issued]:
+    """One access token (no refresh token) per (subject, now), all in one multi-row insert:
+    the batched grants' share of a group commit (vigil.storage.group_commit)."""
+    ttl = min(access_ttl, MAX_ACCESS)
+    issued, rows = [], []
+    for subject, now in grants:
+        access = tokens.mint(tokens.Kind.ACCESS)
+        rows.append(_row(access, subject, new_id("fam"), now, now + ttl, None))
+        issued.append(Issued(access, None, int(ttl.total_seconds()), subject.scopes))
+    if rows:
+        conn.execute(insert(oauth_tokens), rows)
+    return issued
 
 
 def revoke_family(conn: Connection, family_id: str, now: datetime) -> int:
