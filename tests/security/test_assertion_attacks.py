@@ -263,16 +263,16 @@ def test_concurrent_replays_of_one_jti_yield_exactly_one_token(world: World) -> 
     tokens = {r.json()["access_token"] for r in replays + fresh if r.status_code == 200}
     assert len(tokens) == 7
     jtis = [pyjwt.decode(a, options={"verify_signature": False})["jti"] for a in distinct]
-    with world.services.db.read() as conn:
-        issued = [
-            r.details["jti"]
-            for r in conn.execute(
-                select(audit_events.c.details).where(
-                    audit_events.c.action == AuditAction.OAUTH_TOKEN_ISSUED.value,
-                    audit_events.c.actor_id == world.partner_id,
-                )
-            )
-        ]
+    issued = [
+        r["details"]["jti"]
+        for r in opened_rows(
+            world.services,
+            select(audit_events.c.id, audit_events.c.details).where(
+                audit_events.c.action == AuditAction.OAUTH_TOKEN_ISSUED.value,
+                audit_events.c.actor_id == world.partner_id,
+            ),
+        )
+    ]
     replayed_jti = pyjwt.decode(replayed, options={"verify_signature": False})["jti"]
     assert sorted(issued) == sorted([*jtis, replayed_jti])  # one record per token issued
 
