@@ -25,6 +25,7 @@ from vigil.core.ids import new_id
 from vigil.services import Services
 from vigil.storage.tables import audit_events, webhook_attempts, webhook_endpoints, webhook_messages
 from vigil.tenancy.roles import PortalRole
+from vigil.webhooks.sealing import message_payload_binding
 
 PUBLIC = "https://93.184.215.14/hook"
 SECRET = re.compile(r'value="(whsec_[^"]+)"')
@@ -220,6 +221,9 @@ def _failed_delivery(services: Services, endpoint_id: str, dealer_id: str) -> st
     now = services.clock.now()
     message_id = new_id("msg")
     tenant = {"dealer_id": dealer_id, "environment": "production"}
+    # Sealed like every stored payload (S6), before the transaction as the services do.
+    binding = message_payload_binding(dealer_id, "production", None, message_id)
+    sealed = services.encryption.records.seal(binding, b'{"data":{},"type":"site.armed"}')
     with services.db.transaction() as conn:
         conn.execute(
             insert(webhook_messages).values(
@@ -228,7 +232,7 @@ def _failed_delivery(services: Services, endpoint_id: str, dealer_id: str) -> st
                 endpoint_id=endpoint_id,
                 event_id=None,
                 event_type="site.armed",
-                payload={"type": "site.armed", "data": {}},
+                payload_sealed=sealed,
                 status="failed",
                 attempts=2,
                 next_attempt_at=None,

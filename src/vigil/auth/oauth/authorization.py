@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from vigil.audit.actions import AuditAction
 from vigil.auth.oauth import pkce, redirects, tokens
@@ -29,8 +29,9 @@ from vigil.auth.oauth.errors import (
 from vigil.auth.principal import ActorType
 from vigil.auth.scopes import Scope, encode_scopes
 from vigil.core.ids import new_id
-from vigil.storage.tables import oauth_codes, oauth_grants
-from vigil.tenancy.users import User
+from vigil.storage.tables import oauth_codes, oauth_grants, operator_accounts
+from vigil.tenancy.roles import ROLE_SCOPES, PortalRole
+from vigil.tenancy.users import Role, User
 
 CODE_TTL = timedelta(seconds=60)  # RFC 6749 section 4.1.2 recommends at most 10 minutes
 MAX_STATE = 500
@@ -109,9 +110,22 @@ def parse_request(ctx: OAuthContext, params: dict[str, str]) -> AuthorizationReq
     return AuthorizationRequest(client, redirect_uri, scopes, state, params["code_challenge"])
 
 
+def delegable(ctx: OAuthContext, user: User) -> frozenset[Scope]:
+    """What `user` may hand an app: never more than they could do themselves. A site user,
+    the site-user scopes; an operator, the scopes of their portal role (a viewer cannot let an
+    app write what the viewer cannot); an operator without a portal account, nothing."""
+    if user.role is not Role.OPERATOR:
+        return user.delegable
+    with ctx.db.read() as conn:
+        role = conn.execute(
+            select(operator_accounts.c.portal_role).where(operator_accounts.c.user_id == user.id)
+        ).scalar()
+    return user.delegable & ROLE_SCOPES[PortalRole(role)] if role else frozenset()
+
+
 def approve(ctx: OAuthContext, request: AuthorizationRequest, user: User, call: Call) -> str:
     """Record the user's consent and issue a one-time code; the redirect to send them to."""
-    scopes = request.scopes & user.delegable
+    scopes = request.scopes & delegable(ctx, user)
     if not scopes:
         raise request.error(ctx, AccessDenied("This user cannot grant any of those scopes."))
     app = request.client.app

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from vigil.audit.actions import AuditAction
 from vigil.auth.oauth import token_store, tokens
+from vigil.auth.oauth.authorization import delegable
 from vigil.auth.oauth.clients import OAuthClient
 from vigil.auth.oauth.context import Call, OAuthContext, parse_scope_param
 from vigil.auth.oauth.errors import InvalidGrant, InvalidScope
@@ -59,6 +60,10 @@ def refresh(ctx: OAuthContext, client: OAuthClient, form: dict[str, str], call: 
     if user.disabled_at is not None:
         raise InvalidGrant(INVALID)
     app = client.app
+    # What the user may still hand out (their portal role may have changed since consent).
+    scopes = asked & app.scopes & delegable(ctx, user)
+    if not scopes:
+        raise InvalidGrant("The user can no longer grant any of these scopes.")
     with ctx.db.transaction() as conn:
         claimed = token_store.claim_refresh(conn, row["id"], now)
         issued = None
@@ -68,7 +73,7 @@ def refresh(ctx: OAuthContext, client: OAuthClient, form: dict[str, str], call: 
                 actor_id=user.id,
                 dealer_id=app.dealer_id,
                 environment=app.environment,
-                scopes=asked & app.scopes & user.delegable,
+                scopes=scopes,
                 site_ids=user.site_ids,
                 app_id=app.id,
                 grant_id=row["grant_id"],
