@@ -321,26 +321,33 @@ class StreamSealer:
         self._pending = bytearray()
 
     def update(self, chunk: bytes | bytearray | memoryview) -> list[bytes]:
-        """Sealed segments that `chunk` completes (often none)."""
-        self._pending += chunk
+        """Sealed segments that `chunk` completes (often none).
+
+        Full segments inside `chunk` are sealed straight from it (a view, no copy: an upload
+        hands over 1 MiB at a time); only the unfinished tail, at most one segment, is copied
+        and held, since the caller may reuse its buffer."""
         out: list[bytes] = []
-        if len(self._pending) <= SEGMENT_SIZE:
-            return out
-        view, pos = memoryview(self._pending), 0
-        try:
-            while len(self._pending) - pos > SEGMENT_SIZE:
+        pending = self._pending
+        with memoryview(chunk) as whole, whole.cast("B") as view:
+            length, pos = len(view), 0
+            if pending:
+                pos = min(SEGMENT_SIZE - len(pending), length)
+                pending += view[:pos]
+                if pos == length:
+                    return out  # a full segment stays held until more data shows it is not last
+                out.append(self._seal(pending, last=False))
+                pending.clear()
+            while length - pos > SEGMENT_SIZE:
                 out.append(self._seal(view[pos : pos + SEGMENT_SIZE], last=False))
                 pos += SEGMENT_SIZE
-        finally:
-            view.release()
-        del self._pending[:pos]
+            pending += view[pos:]
         return out
 
     def finish(self) -> bytes:
         """The final segment (sealed with the last flag; possibly empty)."""
         return self._seal(bytes(self._pending), last=True)
 
-    def _seal(self, segment: bytes | memoryview, *, last: bool) -> bytes:
+    def _seal(self, segment: bytes | bytearray | memoryview, *, last: bool) -> bytes:
         if self._index >= MAX_SEGMENTS:
             raise ValueError("object too large for one stream (2^32 segments)")
         sealed = self._aead.encrypt(_NONCE.pack(self._prefix, self._index, last), segment, None)

@@ -23,6 +23,7 @@ from sqlalchemy import RowMapping, Select, insert, or_
 from vigil.audit.actions import AuditAction
 from vigil.audit.log import AuditLog
 from vigil.auth.actor import Actor
+from vigil.core.chunks import coalesce
 from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from vigil.core.ids import new_id
@@ -342,8 +343,9 @@ class SnapshotService:
 
     def read(self, snapshot: Snapshot, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Content bytes `start` to `end` (exclusive) of a snapshot the caller obtained through
-        `get`, which is where the tenant check happened."""
-        return self._store.read(snapshot.object_key, start, end)
+        `get`, which is where the tenant check happened. In pieces of about 1 MiB (see
+        `coalesce`); the store has already authenticated the first segment when this returns."""
+        return coalesce(self._store.read(snapshot.object_key, start, end))
 
 
 def _visible(scope: TenantScope) -> Select[Any]:

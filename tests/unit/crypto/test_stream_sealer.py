@@ -53,3 +53,18 @@ def test_a_push_sealed_stream_fails_under_another_binding(ring: Keyring) -> None
     other = BINDING.with_field("thumbnail")
     with pytest.raises(DecryptionFailed):
         list(decrypt_stream(ring.resolver("dlr_a", Purpose.OBJECTS), other, sealed))
+
+
+def test_a_caller_may_reuse_its_buffer_once_update_returns(ring: Keyring) -> None:
+    # Full segments are sealed straight from the caller's chunk; the held tail must be a copy.
+    data = os.urandom(3 * SEGMENT_SIZE + 100)
+    sealer = StreamSealer(ring.encryption_key("dlr_a", Purpose.OBJECTS), BINDING)
+    out = [sealer.header]
+    buffer = bytearray(2 * SEGMENT_SIZE + 50)
+    for start in range(0, len(data), len(buffer)):
+        piece = data[start : start + len(buffer)]
+        buffer[: len(piece)] = piece
+        out += sealer.update(memoryview(buffer)[: len(piece)])
+        buffer[:] = bytes(len(buffer))  # the producer overwrites its buffer
+    out.append(sealer.finish())
+    assert b"".join(decrypt_stream(ring.resolver("dlr_a", Purpose.OBJECTS), BINDING, out)) == data
