@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     https_port: int = Field(default=8443, ge=0, le=65535)
     http_port: int = Field(default=8080, ge=0, le=65535)
     public_host: str = "localhost"
+    # The portal on a host name of its own (`portal.example.com`): its pages then answer only
+    # requests for that host (any other host gets 404 for /portal/…); unset, every host.
+    portal_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
     tls_cert: Path | None = None
     tls_key: Path | None = None
 

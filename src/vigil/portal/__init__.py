@@ -4,9 +4,13 @@ the same permission system as the API (S12). Mounted into the HTTPS application 
 
 from __future__ import annotations
 
+import copy
+
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 
 from vigil.auth.oauth.csrf import CsrfTokens
+from vigil.portal.routing import PortalRoute
 from vigil.portal.sessions import SessionStore
 from vigil.portal.views import (
     account,
@@ -43,4 +47,16 @@ def install(app: FastAPI, services: Services) -> None:
         static,
     ):
         # Flat, like the API's routers, so the route-coverage test sees every portal route.
-        app.router.routes.extend(module.router.routes)
+        app.router.routes.extend(
+            _on_host(r, services.settings.portal_host) for r in module.router.routes
+        )
+
+
+def _on_host(route: BaseRoute, host: str | None) -> BaseRoute:
+    """`route` restricted to the portal's own host name, when one is configured: a copy, so the
+    module's route (shared by every application built in this process) stays as it is."""
+    if host is None or not isinstance(route, PortalRoute):
+        return route
+    bound = copy.copy(route)
+    bound.host = host.lower()
+    return bound

@@ -14,6 +14,8 @@ from urllib.parse import quote
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match
+from starlette.types import Scope
 
 from vigil.core.errors import VigilError
 from vigil.portal.access import SignInRequired
@@ -28,7 +30,27 @@ def _next(request: Request) -> str:
     return quote(path, safe="/") if path.startswith("/portal/") else "/portal/"
 
 
+def request_host(scope: Scope) -> str | None:
+    """The Host header's name, lowercased and without its port (IPv6 literals keep brackets)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            host: str = bytes(value).decode("latin-1").strip().lower()
+            if host.startswith("["):
+                return host.split("]", 1)[0] + "]"
+            return host.rsplit(":", 1)[0] if ":" in host else host
+    return None
+
+
 class PortalRoute(APIRoute):
+    # VIGIL_PORTAL_HOST: the one host name this route answers for (None: any). Set on a copy of
+    # the route per application (`vigil.portal.install`), never on the shared module route.
+    host: str | None = None
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if self.host is not None and scope["type"] == "http" and request_host(scope) != self.host:
+            return Match.NONE, {}
+        return super().matches(scope)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         inner = super().get_route_handler()
 

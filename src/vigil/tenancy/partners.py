@@ -455,6 +455,8 @@ def still_authorized(
         .with_for_update(of=partner_authorizations)
     ).first()
     return row is not None and scopes <= decode_scopes(row.scopes)
+
+
 class _FactsLookup(RawLookup):
     DATETIMES = ("retire_at",)
     BYTES = ()
