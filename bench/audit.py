@@ -219,10 +219,9 @@ class Engine:
         # Details sealed under the platform audit key, as `vigil serve` does (local KMS in this
         # run's home): the records' details dicts are not empty, so every record pays it.
         settings = Settings(home=self.home, database_url=self.url)
-        encryption = Encryption.build(settings, start_kms(settings), self.db)
-        details = Details(encryption.audit_details)
-        details.ready()
-        self.log = AuditLog(self.db, self.signer, clock, checkpoint_every=1000, details=details)
+        self.log = AuditLog(self.db, self.signer, clock, checkpoint_every=1000)
+        encryption = Encryption.build(settings, start_kms(settings), self.db, self.log, clock)
+        self.log.seal_details(Details(encryption.audit_details))
         self.shipped_store = self.log.store
         self.use_store(self.shipped_store)
 
