@@ -83,7 +83,7 @@ class AuditDetailsSealer:
             # The keyring's current generation (re-read once its cache entry expired, so
             # `vigil kms rotate` reaches running servers), topped up to the margin.
             key = self._keyring.encryption_key(PLATFORM_TENANT, Purpose.AUDIT)
-            self._lease = self._keyring.top_up(key, self.MARGIN)
+            self._lease = self._keyring.replenish(key, headroom=self.MARGIN)
 
     def seal_details(self, items: Sequence[tuple[str, bytes]]) -> list[bytes]:
         bind = self._scope.bind

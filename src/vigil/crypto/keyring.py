@@ -167,26 +167,6 @@ class Keyring:
                     del self._current[(key.dealer_id, key.purpose)]
         return self.encryption_key(key.dealer_id, Purpose(key.purpose))
 
-    def top_up(self, key: DataKey, at_least: int) -> DataKey:
-        """Reserve another block for `key` now if fewer than `at_least` messages are left, so a
-        caller about to seal inside a database transaction never has to reserve (a key-store
-        write) there; the next generation if `key` is spent for good."""
-        if key.budget_end - key.uses >= at_least:
-            return key
-        with self._budget_lock:
-            if key.budget_end - key.uses >= at_least:
-                return key
-            if self._store.reserve(
-                key.keyset_id, key.version, self._reservation, self._max_messages
-            ):
-                key.extend_budget(self._reservation)
-                return key
-            self._store.retire(key.keyset_id, key.version)
-            with self._lock:
-                if self._current.get((key.dealer_id, key.purpose)) == (key.keyset_id, key.version):
-                    del self._current[(key.dealer_id, key.purpose)]
-        return self.encryption_key(key.dealer_id, Purpose(key.purpose))
-
     # --------------------------------------------------------------- operations
 
     def rotate_data_key(self, dealer_id: str, purpose: Purpose) -> DataKey:
