@@ -32,8 +32,7 @@ class Me(BaseModel):
 async def get_me(actor: Annotated[Actor, Depends(requires(None))]) -> Me:
     p = actor.principal
     assert p is not None
-    # Every value comes typed from the verified principal: nothing to validate, per request.
-    return Me.model_construct(
+    return Me(
         dealer_id=p.dealer_id,
         app_id=p.app_id,
         environment=p.environment.value,
