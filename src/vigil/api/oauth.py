@@ -9,6 +9,7 @@ the authorization endpoint shows errors it may not redirect on an HTML page.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -87,6 +88,28 @@ async def read_form(request: Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("The form is not valid UTF-8 urlencoded data.") from None
     return _single(pairs)
+
+
+def _client_throttle(request: Request) -> JSONResponse | None:
+    """Failed client authentications per address draw on the sign-in failure budget: a client
+    secret cannot be guessed at the token, revocation or introspection endpoints faster than a
+    password at the sign-in forms. 429 with Retry-After once it is spent."""
+    wait = _failures(request).wait(f"ip:{getattr(request.state, 'client_ip', None)}")
+    if wait <= 0:
+        return None
+    request.state.error = "rate_limited"
+    seconds = max(1, math.ceil(wait))
+    body = {
+        "error": "invalid_request",
+        "error_description": f"Too many failed client authentications; retry after {seconds} s.",
+    }
+    return JSONResponse(body, status_code=429, headers=NO_STORE | {"retry-after": str(seconds)})
+
+
+def _client_failed(request: Request, error: OAuthError) -> JSONResponse:
+    if error.error == "invalid_client":
+        _failures(request).take(f"ip:{getattr(request.state, 'client_ip', None)}")
+    return oauth_error(request, error)
 
 
 def oauth_error(request: Request, error: OAuthError) -> JSONResponse:
@@ -219,6 +242,8 @@ def _sign_in(
 
 
 async def token(request: Request, svc: Svc) -> Response:
+    if (throttled := _client_throttle(request)) is not None:
+        return throttled
     try:
         form = await read_form(request)
         if form.get("grant_type") == JWT_BEARER:  # batched: see jwt_bearer.BatchedGrants
@@ -228,7 +253,7 @@ async def token(request: Request, svc: Svc) -> Response:
                 svc.oauth.token, form, _call(request), _authorization(request)
             )
     except OAuthError as error:
-        return oauth_error(request, error)
+        return _client_failed(request, error)
     return JSONResponse(body, headers=NO_STORE)
 
 
@@ -249,11 +274,13 @@ router.add_api_route(
     include_in_schema=False,
 )
 async def revoke(request: Request, svc: Svc) -> Response:
+    if (throttled := _client_throttle(request)) is not None:
+        return throttled
     try:
         form = await read_form(request)
         await run_in_threadpool(svc.oauth.revoke, form, _call(request), _authorization(request))
     except OAuthError as error:
-        return oauth_error(request, error)
+        return _client_failed(request, error)
     return JSONResponse({}, headers=NO_STORE)
 
 
@@ -263,11 +290,13 @@ async def revoke(request: Request, svc: Svc) -> Response:
     include_in_schema=False,
 )
 async def introspect(request: Request, svc: Svc) -> Response:
+    if (throttled := _client_throttle(request)) is not None:
+        return throttled
     try:
         form = await read_form(request)
         body = await run_in_threadpool(
             svc.oauth.introspect, form, _call(request), _authorization(request)
         )
     except OAuthError as error:
-        return oauth_error(request, error)
+        return _client_failed(request, error)
     return JSONResponse(body, headers=NO_STORE)
