@@ -38,6 +38,19 @@ def _stored_details(services: Services, request_id: str) -> list[str]:
     return rows
 
 
+def _operator_record(services: Services, note: str) -> AuditRecord:
+    """An operator action's record with `note` in its details, as services write them."""
+    return AuditRecord(
+        occurred_at=services.clock.now(),
+        action=AuditAction.DEALER_CREATED,
+        result="success",
+        actor_type="operator",
+        actor_id="test",
+        request_id=f"req_{secrets.token_hex(12)}",
+        details={"note": note},
+    )
+
+
 def test_details_of_an_api_call_are_sealed_at_rest_and_read_back_through_the_api(
     server: VigilServer, services: Services
 ) -> None:
@@ -76,15 +89,7 @@ def test_empty_details_are_stored_as_they_are(server: VigilServer, services: Ser
 
 def test_details_written_in_a_callers_transaction_are_sealed_too(services: Services) -> None:
     marker = f"marker-{secrets.token_hex(8)}"
-    record = AuditRecord(
-        occurred_at=services.clock.now(),
-        action=AuditAction.DEALER_CREATED,
-        result="success",
-        actor_type="operator",
-        actor_id="test",
-        request_id=f"req_{secrets.token_hex(12)}",
-        details={"note": marker},
-    )
+    record = _operator_record(services, marker)
     with services.db.transaction() as conn:
         services.audit.write_in(conn, record)
     (stored,) = _stored_details(services, str(record.request_id))
@@ -116,22 +121,7 @@ def test_the_chain_verifies_with_the_platform_key_and_not_without_it(
 
 
 def test_sealed_details_moved_to_another_record_do_not_open(services: Services) -> None:
-    first = AuditRecord(
-        occurred_at=services.clock.now(),
-        action=AuditAction.DEALER_CREATED,
-        result="success",
-        actor_type="operator",
-        request_id=f"req_{secrets.token_hex(12)}",
-        details={"note": "first"},
-    )
-    second = AuditRecord(
-        occurred_at=services.clock.now(),
-        action=AuditAction.DEALER_CREATED,
-        result="success",
-        actor_type="operator",
-        request_id=f"req_{secrets.token_hex(12)}",
-        details={"note": "second"},
-    )
+    first, second = _operator_record(services, "first"), _operator_record(services, "second")
     with services.db.transaction() as conn:
         services.audit.write_in(conn, first)
         services.audit.write_in(conn, second)
