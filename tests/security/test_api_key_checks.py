@@ -52,7 +52,7 @@ def test_valid_key_is_accepted(server: VigilServer, cred: factories.Credential) 
     [
         pytest.param(lambda t: "not-a-key", id="malformed"),
         pytest.param(lambda t: t[:-1], id="truncated"),
-        pytest.param(lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"), id="bad-checksum"),
+        pytest.param(factories.mistyped, id="bad-checksum"),
         pytest.param(
             lambda t: t[:30] + ("x" if t[30] != "x" else "y") + t[31:], id="typo-in-secret"
         ),
@@ -183,7 +183,7 @@ def test_secrets_never_appear_in_logs_errors_or_audit(
         bodies.append(client.get("/v1/me").text)
         bodies.append(client.get("/v1/apps/app_missing").text)
         bodies.append(client.post("/v1/apps", json={"bogus": True}).text)
-    wrong = cred.token[:-1] + ("A" if cred.token[-1] != "A" else "B")
+    wrong = factories.mistyped(cred.token)
     with server.client(wrong) as client:
         bodies.append(client.get("/v1/me").text)
     bodies.append(server.run_cli("keys", "list", "--json").stdout)

@@ -59,6 +59,15 @@ def credential(
     return Credential(owner, created, key.id, token)
 
 
+def mistyped(token: str) -> str:
+    """`token` with its last character changed, so its checksum no longer matches.
+
+    Always a different string: replacing the last character with a fixed one would leave
+    the token intact whenever it already ended in that character.
+    """
+    return token[:-1] + ("A" if token[-1] != "A" else "B")
+
+
 def audit_log(db: object, home: object, clock: object | None = None) -> object:
     """A real AuditLog (chain, checkpoints, signer) on `db`, keys under `home`."""
     from datetime import timedelta

@@ -36,7 +36,7 @@ def test_each_outcome_has_one_record_with_the_response_request_id(
     calls = [
         (cred.token, "GET", "/v1/me", 200, "api.request"),
         (None, "GET", "/v1/me", 401, "auth.failed"),
-        (cred.token[:-1] + "0", "GET", "/v1/me", 401, "auth.failed"),
+        (factories.mistyped(cred.token), "GET", "/v1/me", 401, "auth.failed"),
         (cred.token, "POST", "/v1/apps", 403, "access.denied"),
         (cred.token, "GET", "/v1/apps/app_nope", 404, "api.request"),
     ]

@@ -48,7 +48,7 @@ def mixed_load(
     calls = [
         (reader.token, "/v1/me"),  # 200
         (None, "/v1/me"),  # 401
-        (reader.token[:-1] + "0", "/v1/me"),  # 401 (bad checksum)
+        (factories.mistyped(reader.token), "/v1/me"),  # 401 (bad checksum)
         (reader.token, "/v1/apps"),  # 403 (no apps:read)
         (hammered.token, "/v1/apps/app_nope"),  # 404 until the bucket empties, then 429
     ]
