@@ -13,6 +13,7 @@ from tests.support.server import VigilServer
 from vigil.auth.apikeys import format as keyformat
 from vigil.auth.apikeys.service import ApiKeyService
 from vigil.auth.principal import Environment
+from vigil.auth.scopes import Scope
 from vigil.core.clock import FrozenClock
 from vigil.services import Services
 from vigil.storage.tables import audit_events
@@ -93,6 +94,21 @@ def test_revoked_key_is_401_at_once(
     assert status_for(server, cred.token) == 200
     services.keys.revoke(factories.OPERATOR, cred.key_id)
     assert status_for(server, cred.token) == 401
+
+
+def test_narrowing_the_app_counts_on_the_next_request_of_a_busy_key(
+    server: VigilServer, services: Services, cred: factories.Credential
+) -> None:
+    # The server keeps a key it has just looked up (SQLite); a change committed by another
+    # process (this test's services) must still count from the very next request.
+    with server.client(cred.token) as client:
+        for _ in range(3):
+            assert client.get(f"/v1/apps/{cred.app.id}").status_code == 200
+        services.apps.grant(factories.OPERATOR, cred.app.id, [Scope.SITES_READ])
+        assert client.get(f"/v1/apps/{cred.app.id}").status_code == 403
+        assert client.get("/v1/sites").status_code == 200
+        services.keys.revoke(factories.OPERATOR, cred.key_id)
+        assert client.get("/v1/sites").status_code == 401
 
 
 def test_rotated_key_works_until_grace_ends_and_reports_expiry(

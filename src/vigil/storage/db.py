@@ -6,6 +6,7 @@ loss (S15), and WAL lets readers run while the audit writer commits.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -18,6 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert, select,
 from sqlalchemy.pool import NullPool, QueuePool
 
 from vigil.core.errors import InvalidInput
+from vigil.storage.changes import TableChanges
 from vigil.storage.roles import app_role_of, apply_grants
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -58,6 +60,28 @@ def _refuse_nul(
         for value in row.values() if isinstance(row, dict) else row or ():
             if type(value) is str and "\x00" in value:
                 raise InvalidInput("Text may not contain NUL (U+0000) characters.")
+
+
+# Statements that never write; anything else is searched for the tables it may write (a
+# false positive, a table a statement only reads, merely makes a kept lookup read again).
+_READ_ONLY = ("SELECT", "PRAGMA", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "EXPLAIN")
+_TARGETS = re.compile(
+    r"\b(?:INTO|UPDATE|FROM|TABLE)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?[\"`\[]?(\w+)", re.IGNORECASE
+)
+
+
+def written_tables(statement: str) -> list[str]:
+    """The tables `statement` may write (see `vigil.storage.changes`)."""
+    if statement.lstrip()[:9].upper().startswith(_READ_ONLY):
+        return []
+    return _TARGETS.findall(statement)
+
+
+def _changes_path(url: str) -> Path | None:
+    path = url.removeprefix("sqlite:///")
+    if path == url or path in ("", ":memory:") or path.startswith("file:"):
+        return None
+    return Path(path + "-changes")
 
 
 _ANNOUNCED = "vigil_announced"
@@ -112,6 +136,10 @@ class Database:
         # Re-entrant: a nested write transaction behaves as it did without the lock.
         # Writers in other processes (`vigil worker`) still meet at SQLite's own lock.
         self._write_lock = threading.RLock() if self.is_sqlite else None
+        # Per-table change counters for the hot lookups' kept rows (vigil.storage.changes):
+        # SQLite only, where every process on the file can share them.
+        self.changes: TableChanges | None = None
+        self._written: dict[int, set[str]] = {}
         self._listeners: dict[str, list[Callable[[], None]]] = {}
         event.listen(self.engine, "before_cursor_execute", _refuse_nul)
         if not self.is_sqlite:
@@ -121,6 +149,9 @@ class Database:
             # pysqlite's own transaction handling is off (isolation_level=None); emit BEGIN
             # ourselves so SQLAlchemy's transaction boundaries are the real ones.
             event.listen(self.engine, "begin", _sqlite_begin)
+            self.changes = TableChanges(_changes_path(url))
+            event.listen(self.engine, "after_cursor_execute", self._note_writes)
+            self._count_changes_at_commit()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -139,6 +170,53 @@ class Database:
         for topic in announced or ():
             for listener in list(self._listeners.get(topic, ())):
                 listener()
+
+    def _note_writes(
+        self,
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        _parameters: Any,
+        _context: Any,
+        _executemany: bool,
+    ) -> None:
+        tables = written_tables(statement)
+        if not tables:
+            return
+        raw = cursor.connection
+        if raw.in_transaction:
+            self._written.setdefault(id(raw), set()).update(tables)
+        elif self.changes is not None:  # the statement committed on its own (autocommit)
+            self.changes.bump(tables)
+
+    def _count_changes_at_commit(self) -> None:
+        """Bump the written tables' counters once the transaction has committed, not before:
+        a reader that saw the new count while the change was still uncommitted would keep the
+        old rows under it. (SQLAlchemy's `commit` event fires before the commit, so the
+        dialect's own `do_commit` is wrapped.)"""
+        dialect = self.engine.dialect
+        commit, rollback = dialect.do_commit, dialect.do_rollback
+        written, changes = self._written, self.changes
+        assert changes is not None
+
+        def driver(connection: Any) -> int:
+            # SQLAlchemy hands the dialect its pool's proxy; the cursor knew the driver's own.
+            return id(getattr(connection, "dbapi_connection", connection))
+
+        def do_commit(dbapi_connection: Any) -> None:
+            try:
+                commit(dbapi_connection)
+            finally:  # a failed commit may still have written: counting it again is harmless
+                tables = written.pop(driver(dbapi_connection), None)
+                if tables:
+                    changes.bump(tables)
+
+        def do_rollback(dbapi_connection: Any) -> None:
+            written.pop(driver(dbapi_connection), None)
+            rollback(dbapi_connection)
+
+        dialect.do_commit = do_commit  # type: ignore[method-assign]
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
     def subscribe(self, topic: str, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener` (from the committing thread; keep it short) after each commit of a

@@ -468,8 +468,9 @@ _NO_TOUCH = update(partner_keys).where(false()).values(retire_at=bindparam("at")
 
 class AssertionFactsLookup:
     """`assertion_facts` on the API key lookup's raw-driver path (vigil.auth.apikeys.lookup):
-    the same query, read fresh on every grant (a retired key or a withdrawn authorization
-    counts at once), without SQLAlchemy's per-execution machinery. It keeps one connection
+    the same query, current on every grant (a kept row is dropped once any process commits a
+    write to the tables it reads, so a retired key or a withdrawn authorization counts at
+    once), without SQLAlchemy's per-execution machinery. It keeps one connection
     per thread, so it is meant for the event loop's thread (the batched grant path)."""
 
     def __init__(self, db: Database) -> None:

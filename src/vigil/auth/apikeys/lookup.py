@@ -4,17 +4,38 @@ Every request looks its key up, and through SQLAlchemy's connection and result m
 one indexed SELECT cost ~150 us of CPU against ~6 us for the driver itself (bench/RESULTS.md).
 So the statement is compiled once by SQLAlchemy for the engine's dialect and then run on a
 connection each thread keeps, in autocommit mode, with the few type conversions done here.
+
+On SQLite a found row is also kept, with the change count of the tables the query reads
+(`vigil.storage.changes`), and served again while that count is unchanged: every commit of
+another writer (the audit log's, all the time) makes the reading connection re-read, and under
+SQLCipher re-decrypt, the pages of an otherwise unchanged key. Any committed write to those
+tables, from any process on the database, makes the next lookup read the database again, so a
+revocation still counts from the next request on. Only found rows are kept: a flood of unknown
+keys cannot push real ones out or be answered from memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, Update
 
+from vigil.storage.changes import slot_of
 from vigil.storage.db import Database
+
+# Found rows kept per lookup; past it the oldest goes first.
+KEPT = 4096
+_READS = re.compile(r"\b(?:FROM|JOIN)\s+[\"`]?(\w+)", re.IGNORECASE)
+
+
+def tables_read(sql: str) -> list[str]:
+    """Every table `sql` names after FROM or JOIN, subqueries included."""
+    return _READS.findall(sql)
 
 
 def _when(value: object) -> datetime | None:
@@ -43,6 +64,9 @@ class RawLookup:
         self._touch_params = touch.positiontup or []
         self._local = threading.local()
         self._sqlite = db.is_sqlite
+        self._changes = db.changes
+        self._slots: Sequence[int] = sorted({slot_of(t) for t in tables_read(self._query_sql)})
+        self._kept: dict[tuple[Any, ...], tuple[int, dict[str, Any]]] = {}
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -75,6 +99,18 @@ class RawLookup:
         raise AssertionError("unreachable")
 
     def fetch(self, **params: Any) -> dict[str, Any] | None:
+        """The row, or None. A kept row is shared with later callers: only what this process
+        wrote itself through `touch` may be recorded in it."""
+        changes = self._changes
+        key = generation = None
+        if changes is not None:
+            key = tuple(params.values())
+            # Read before the database: a write committed after this point bumps the count
+            # past it, so a row read below can never be kept under a count newer than it.
+            generation = changes.generation(self._slots)
+            kept = self._kept.get(key)
+            if kept is not None and kept[0] == generation:
+                return kept[1]
         cursor = self._run(self._query_sql, list(self._query_params), params)
         row = cursor.fetchone()
         cursor.close()
@@ -85,7 +121,17 @@ class RawLookup:
             m[name] = _when(m[name])
         for name in self.BYTES:
             m[name] = bytes(m[name])
+        if key is not None and generation is not None:
+            self._keep(key, generation, m)
         return m
+
+    def _keep(self, key: tuple[Any, ...], generation: int, row: dict[str, Any]) -> None:
+        kept = self._kept
+        if len(kept) >= KEPT and key not in kept:
+            # Another thread may be evicting too: losing that race costs nothing.
+            with contextlib.suppress(RuntimeError, KeyError, StopIteration):
+                del kept[next(iter(kept))]
+        kept[key] = (generation, row)
 
     def touch(self, **params: Any) -> None:
         if self._sqlite:

@@ -1,7 +1,9 @@
 """The hot path: a presented API key to a `Principal`, or a refusal (S9, S12, S13).
 
-Every check runs on every request against the database, so revocation and app scope changes
-take effect on the very next request, in every server process.
+Every check runs on every request against the key's current rows (read from the database, or
+kept by the lookup only while no process has written those tables since: see
+`vigil.auth.apikeys.lookup`), so revocation and app scope changes take effect on the very next
+request, in every server process.
 """
 
 from __future__ import annotations
@@ -90,4 +92,5 @@ class ApiKeyVerifier:
         last_used: datetime | None = m["last_used_at"]
         if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
             self._lookup.touch(key_id=parsed.key_id, at=now, ip=client_ip)
+            m["last_used_at"] = now  # a kept row: the next request need not write it again
         return principal
