@@ -30,11 +30,14 @@ from vigil.api.v1 import (
     webhooks,
 )
 from vigil.auth.actor import Actor
+from vigil.auth.oauth.clients import basic_credentials
+from vigil.auth.oauth.errors import OAuthError
 from vigil.auth.principal import ActorType
 from vigil.edge.asgi import ASGIApp, Scope, header, state
 from vigil.edge.audit import AuditMiddleware
 from vigil.edge.authentication import Authenticator
 from vigil.edge.client_ip import ClientIpMiddleware
+from vigil.edge.credentials import is_basic
 from vigil.edge.http_guard import PlainHttpGuard
 from vigil.edge.https import HttpsEdge
 from vigil.edge.idempotency import IdempotencyMiddleware
@@ -133,9 +136,9 @@ def create_http_guard(services: Services) -> ASGIApp:
     """The plain-HTTP listener's whole application: redirect or refuse, audited."""
     settings = services.settings
 
-    async def expose(credential: str, scope: Scope) -> None:
+    def guard_actor(scope: Scope) -> Actor:
         st = state(scope)
-        actor = Actor(
+        return Actor(
             type=ActorType.SYSTEM,
             id="http-guard",
             via="http",
@@ -143,12 +146,27 @@ def create_http_guard(services: Services) -> ASGIApp:
             source_ip=st.get("client_ip"),
             user_agent=header(scope, b"user-agent"),
         )
+
+    async def expose(credential: str, scope: Scope) -> None:
+        st = state(scope)
+        actor = guard_actor(scope)
+        if is_basic(credential):  # OAuth client authentication: id and secret
+            try:
+                basic = basic_credentials(credential)
+            except OAuthError:
+                return
+            if basic is not None:
+                services.oauth_clients.mark_exposed(actor, basic.client_id, basic.secret)
+            return
         key = services.keys.mark_exposed(actor, credential)
         if key is not None:
             st["exposed_key"] = key
         else:
             services.oauth.mark_exposed(actor, credential)
 
-    guard = PlainHttpGuard(settings.https_port, settings.public_host, expose)
+    async def expose_client_secret(client_id: str, secret: str, scope: Scope) -> None:
+        services.oauth_clients.mark_exposed(guard_actor(scope), client_id, secret)
+
+    guard = PlainHttpGuard(settings.https_port, settings.public_host, expose, expose_client_secret)
     audited = AuditMiddleware(guard, services.audit.append, services.clock)
     return RequestIdMiddleware(ClientIpMiddleware(audited, settings.trusted_proxies))

@@ -171,6 +171,15 @@ def tokens(
     return body
 
 
+def refresh(server: VigilServer, c: Client, refresh_token: str) -> httpx.Response:
+    """A refresh_token grant for the public client `c`, over HTTPS."""
+    with server.client() as http:
+        return http.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": c.id},
+        )
+
+
 @dataclass(frozen=True)
 class PartnerKeys:
     partner: Partner

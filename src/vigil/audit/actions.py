@@ -93,3 +93,5 @@ class AuditAction(StrEnum):
     USER_ENABLED = "user.enabled"
     OAUTH_PURGED = "oauth.purged"
     USERS_LISTED = "user.listed"
+    # A client secret sent over plain HTTP (S2): withdrawn until the client is re-registered.
+    OAUTH_CLIENT_SECRET_EXPOSED = "oauth_client.secret_exposed"

@@ -6,6 +6,7 @@ must be refused and treated as exposed (S2).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from vigil.auth.oauth.metadata import INTROSPECT, REVOKE, TOKEN
@@ -57,3 +58,30 @@ def presented_credentials(scope: Scope) -> list[str]:
     if token:
         found.insert(0, token)
     return found
+
+
+# What an OAuth client may carry in a form body at the token, revocation and introspection
+# endpoints: tokens (refresh_token, token) and its own secret (client_secret_post).
+FORM_TOKEN_NAMES = ("refresh_token", "token")
+FORM_BODY_LIMIT = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FormCredentials:
+    tokens: list[str]
+    client_id: str | None
+    client_secret: str | None
+
+
+def form_credentials(body: bytes) -> FormCredentials:
+    """The credentials in an `application/x-www-form-urlencoded` body (first value of each)."""
+    fields: dict[str, str] = {}
+    for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+        fields.setdefault(name, value)
+    found = [fields[n] for n in FORM_TOKEN_NAMES if fields.get(n)]
+    return FormCredentials(found, fields.get("client_id"), fields.get("client_secret") or None)
+
+
+def is_form(scope: Scope) -> bool:
+    content_type = header(scope, b"content-type") or ""
+    return content_type.partition(";")[0].strip().lower() == "application/x-www-form-urlencoded"

@@ -228,6 +228,40 @@ class ClientService:
         )
         return found[0] if found else None
 
+    def mark_exposed(self, actor: Actor, client_id: str, secret: str) -> bool:
+        """A client secret seen in cleartext (S2) must be assumed stolen: it stops
+        authenticating at once, until a re-registration (`vigil oauth-clients register`) issues
+        a new one; audited. Only the client's real secret does this: a made-up one sent with a
+        client id (ids are not secret) changes nothing."""
+        candidate = tokens.parse(secret, tokens.Kind.CLIENT_SECRET)
+        if candidate is None or not client_id or len(client_id) > 40:
+            return False
+        with self._db.transaction() as conn:
+            where = oauth_clients.c.app_id == client_id
+            stored = conn.execute(select(oauth_clients.c.secret_hash).where(where)).first()
+            if stored is None or stored.secret_hash is None:
+                return False
+            if not candidate.matches(stored.secret_hash):
+                return False
+            now = self._clock.now()
+            conn.execute(
+                update(oauth_clients).where(where).values(secret_hash=None, updated_at=now)
+            )
+            app = self._apps.get(client_id, None)
+            self._audit.write_in(
+                conn,
+                actor.record(
+                    now,
+                    AuditAction.OAUTH_CLIENT_SECRET_EXPOSED,
+                    target_type="app",
+                    target_id=app.id,
+                    dealer_id=app.dealer_id,
+                    environment=app.environment.value,
+                    details={"reason": "sent over plain HTTP", "secret_withdrawn": True},
+                ),
+            )
+        return True
+
     def authenticate(
         self, form: Mapping[str, str], now: datetime, basic: BasicCredentials | None = None
     ) -> OAuthClient:
