@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import shutil
 import socket
 import ssl
@@ -352,7 +353,6 @@ def seed_alarms(
     conn.execute("PRAGMA busy_timeout=10000")
     statuses = ["new", "acknowledged", "dispatched", "resolved", "resolved"]
     now = datetime.now(UTC)
-    rng = random.Random(n)
     sql = (
         "INSERT INTO alarms (id, dealer_id, environment, site_id, device_id, zone, type, priority,"
         " status, description, snapshot_ids, verification_requested, resolution_code,"
@@ -365,7 +365,9 @@ def seed_alarms(
         when = sqlite_time(now - timedelta(seconds=n - i))
         batch.append(
             (
-                f"alm_bench{rng.getrandbits(80):x}",
+                # Random per call: a seed derived from `n` repeated the ids of an earlier call
+                # with the same count (--alarms 20000 after a 10,000 + 10,000 top-up).
+                f"alm_bench{secrets.token_hex(10)}",
                 dealer,
                 environment,
                 site_ids[dealer],
