@@ -28,15 +28,13 @@ import contextlib
 import fcntl
 import mmap
 import os
-import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 SLOTS = 1024
-_COUNTER = struct.Struct("<Q")
-SIZE = SLOTS * _COUNTER.size
+SIZE = SLOTS * 8  # unsigned 64-bit counters in the machine's byte order (one machine shares them)
 
 
 def slot_of(table: str) -> int:
@@ -52,6 +50,7 @@ class TableChanges:
         self._file: BinaryIO | None = None
         if path is None:
             self._map = mmap.mmap(-1, SIZE)
+            self._counters = memoryview(self._map).cast("Q")
             return
         # A file object rather than a bare descriptor: it is closed with this object.
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -61,21 +60,21 @@ class TableChanges:
                 if os.fstat(fd).st_size < SIZE:
                     os.ftruncate(fd, SIZE)  # zero-filled: every counter starts at 0
         self._map = mmap.mmap(fd, SIZE)
+        self._counters = memoryview(self._map).cast("Q")
 
     def generation(self, slots: Sequence[int]) -> int:
         """The sum of `slots`' counters: it only grows, and grows with every committed write to
         a table whose slot is among them."""
-        unpack, view = _COUNTER.unpack_from, self._map
-        return sum(unpack(view, s * 8)[0] for s in slots)
+        return sum(map(self._counters.__getitem__, slots))
 
     def bump(self, tables: Iterable[str]) -> None:
         slots = sorted({slot_of(t) for t in tables})
         if not slots:
             return
         with self._locked():
+            counters = self._counters
             for s in slots:
-                (value,) = _COUNTER.unpack_from(self._map, s * 8)
-                _COUNTER.pack_into(self._map, s * 8, value + 1)
+                counters[s] += 1
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

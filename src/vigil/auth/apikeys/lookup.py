@@ -17,6 +17,7 @@ keys cannot push real ones out or be answered from memory.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
 from collections.abc import Sequence
@@ -51,6 +52,7 @@ class RawLookup:
 
     DATETIMES: tuple[str, ...] = ("expires_at", "last_used_at")
     BYTES: tuple[str, ...] = ("secret_hash",)
+    JSONS: tuple[str, ...] = ()  # decoded once per database read, not once per request
 
     def __init__(self, db: Database, query: Select[Any], update: Update) -> None:
         self._db = db
@@ -121,6 +123,9 @@ class RawLookup:
             m[name] = _when(m[name])
         for name in self.BYTES:
             m[name] = bytes(m[name])
+        for name in self.JSONS:
+            if isinstance(m[name], str | bytes):  # the raw driver hands JSON over as text
+                m[name] = json.loads(m[name])
         if key is not None and generation is not None:
             self._keep(key, generation, m)
         return m

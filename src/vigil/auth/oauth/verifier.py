@@ -9,8 +9,6 @@ expiry and refresh reuse (which revokes the family) are effective on the very ne
 
 from __future__ import annotations
 
-import json
-
 from sqlalchemy import bindparam, false, select, update
 
 from vigil.auth.addresses import check_address
@@ -54,6 +52,7 @@ KIND = {ActorType.USER: "oauth_access_token", ActorType.PARTNER: "assertion_acce
 
 class _TokenLookup(RawLookup):
     DATETIMES = ("expires_at", "revoked_at", "partner_disabled_at")
+    JSONS = ("site_ids",)
 
 
 class AccessTokenVerifier:
@@ -79,8 +78,6 @@ class AccessTokenVerifier:
         if m["app_scopes"] is not None:
             scopes &= decode_scopes(m["app_scopes"])
         site_ids = m["site_ids"]
-        if isinstance(site_ids, str | bytes):  # the raw driver hands JSON columns over as text
-            site_ids = json.loads(site_ids)
         actor_type = ActorType(m["actor_type"])
         principal = Principal(
             actor_type=actor_type,
