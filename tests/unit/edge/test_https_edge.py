@@ -82,6 +82,10 @@ class World:
         async def boom(actor: Annotated[Actor, Depends(requires(None))]) -> Who:
             raise RuntimeError("secret internals")
 
+        return self.edge(router)
+
+    def edge(self, router: APIRouter) -> HttpsEdge:
+        """The edge in front of a FastAPI app serving `router`'s routes."""
         api = FastAPI()
         api.router.routes.extend(router.routes)
         return HttpsEdge(
@@ -234,17 +238,7 @@ class ServedWorld(World):
             router.add_api_route(
                 path, endpoint, methods=["POST", "GET"], dependencies=[Depends(public("test"))]
             )
-        api = FastAPI()
-        api.router.routes.extend(router.routes)
-        return HttpsEdge(
-            api,
-            routes=api.router.routes,
-            authenticator=Authenticator(self.verify, TokenBuckets(100, 100)),
-            buckets=TokenBuckets(100, 100),
-            append=self.append,
-            clock=FrozenClock(datetime(2026, 1, 1, tzinfo=UTC)),
-            trusted_proxies=[],
-        )
+        return self.edge(router)
 
 
 def test_edge_served_route_is_audited_by_the_edge_unless_its_record_committed() -> None:
