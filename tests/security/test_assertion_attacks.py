@@ -277,6 +277,46 @@ def test_concurrent_replays_of_one_jti_yield_exactly_one_token(world: World) -> 
     assert sorted(issued) == sorted([*jtis, replayed_jti])  # one record per token issued
 
 
+def test_each_grant_request_is_recorded_once_with_its_token_beside_it(world: World) -> None:
+    """S14/S15: the call's own record commits in the grant's transaction (one durable commit),
+    so the edge adds none: a granted request has its `oauth_token.issued` and exactly one
+    `api.request` (result 200); a refused one is recorded by the edge as before (400)."""
+    granted = world.exchange(world.sign())
+    replay_of = world.sign()
+    world.exchange(replay_of)
+    refused = world.exchange(replay_of)
+    assert (granted.status_code, refused.status_code) == (200, 400)
+
+    def actions(response: httpx.Response) -> list[tuple[str, str]]:
+        rows = opened_rows(
+            world.services,
+            select(audit_events.c.id, audit_events.c.action, audit_events.c.result).where(
+                audit_events.c.request_id == response.headers["x-request-id"]
+            ),
+        )
+        return sorted((r["action"], r["result"]) for r in rows)
+
+    assert actions(granted) == [
+        ("api.request", "200"),
+        (AuditAction.OAUTH_TOKEN_ISSUED.value, "success"),
+    ]
+    call = opened_rows(
+        world.services,
+        select(audit_events).where(
+            audit_events.c.request_id == granted.headers["x-request-id"],
+            audit_events.c.action == "api.request",
+        ),
+    )[0]
+    assert (call["method"], call["route"], call["source_ip"]) == (
+        "POST",
+        "/oauth/token",
+        "127.0.0.1",
+    )
+    refusal = actions(refused)
+    assert refusal.count(("api.request", "400")) == 1
+    assert (AuditAction.ASSERTION_REFUSED.value, "refused") in refusal
+
+
 def test_missing_jti_is_refused(world: World) -> None:
     world.assert_refused(world.sign(jti=None), "jti must be")
 

@@ -1,4 +1,4 @@
-"""Public routes FastAPI serves without its per-request dependency machinery.
+"""Public routes served without FastAPI's per-request machinery.
 
 The OAuth token endpoint parses its own form and builds its own response; per request, FastAPI
 only solved its two dependencies (the `public(...)` declaration, a no-op the edge has already
@@ -6,6 +6,10 @@ enforced, and `services`), opened two exit stacks and called it. For a JWT-beare
 cost more CPU than verifying the assertion's signature (bench/RESULTS.md, "OAuth after
 s3-oauthperf"). A `LeanRoute` keeps the declaration where the edge and the route-coverage test
 read it (the route's dependency tree) and calls the endpoint with the request and the services.
+The HTTPS edge serves it itself (`EdgeServedRoute`): Starlette's error page, FastAPI's telemetry
+and body-limit layers, the idempotency middleware (a public route has no principal to key on), the
+router and FastAPI's exit stacks cost ~200 us of CPU per grant and did nothing for this route.
+The endpoint bounds what it reads of the body itself (api/oauth.py `read_form`).
 
 Only for public routes: a route that requires a scope keeps its `requires(...)` dependency,
 which checks the caller a second time before the handler.
@@ -17,17 +21,18 @@ import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
 from vigil.api.deps import services
+from vigil.edge.asgi import Receive, Scope, Send
 from vigil.edge.authorization import PublicRoute
+from vigil.edge.direct import EdgeServedRoute
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
-class LeanRoute(APIRoute):
+class LeanRoute(EdgeServedRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
         where = f"LeanRoute {path}"
@@ -51,3 +56,8 @@ class LeanRoute(APIRoute):
             return response
 
         return handler
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        response: Response = await self.endpoint(request, await services(request))
+        await response(scope, receive, send)

@@ -27,6 +27,7 @@ from vigil.auth.oauth.csrf import COOKIE
 from vigil.auth.oauth.errors import InvalidRequest, OAuthError
 from vigil.auth.oauth.jwt_bearer import GRANT_TYPE as JWT_BEARER
 from vigil.auth.principal import ActorType
+from vigil.edge.audit import build_record, recorded_in_transaction
 from vigil.edge.authorization import public
 from vigil.edge.rate_limit import TokenBuckets
 from vigil.services import Services
@@ -247,7 +248,13 @@ async def token(request: Request, svc: Svc) -> Response:
     try:
         form = await read_form(request)
         if form.get("grant_type") == JWT_BEARER:  # batched: see jwt_bearer.BatchedGrants
-            body = await svc.oauth.assertion_token(form, _call(request))
+            # The request's own record commits with the grant (one durable commit, not two);
+            # the edge records any other outcome itself.
+            answered = build_record(
+                request.scope, 200, svc.clock.now(), request.headers.get("user-agent")
+            )
+            body = await svc.oauth.assertion_token(form, _call(request), answered)
+            recorded_in_transaction(request.scope, answered)
         else:
             body = await run_in_threadpool(
                 svc.oauth.token, form, _call(request), _authorization(request)

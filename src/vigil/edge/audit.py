@@ -101,6 +101,19 @@ def build_record(
     )
 
 
+# The request-state key under which a handler says that the request's own record, for the
+# response status stored there, already committed in the handler's transaction.
+RECORDED = "audit_recorded"
+
+
+def recorded_in_transaction(scope: Scope, record: AuditRecord) -> None:
+    """Tell the edge that `record` — `build_record`'s record of this request, committed with
+    the handler's own writes — is the request's record: the edge writes none for a response
+    with that status. Call it only once the transaction holding the record has committed. Any
+    other status (the handler failed afterwards) is still recorded by the edge."""
+    state(scope)[RECORDED] = record.result
+
+
 class AuditGate:
     """Commit a request's record, or answer 503 in place of the response it would have had."""
 
@@ -109,6 +122,8 @@ class AuditGate:
         self.clock = clock
 
     async def durable(self, scope: Scope, status: int, user_agent: str | None) -> bool:
+        if state(scope).get(RECORDED) == str(status):
+            return True  # committed beside the handler's writes (recorded_in_transaction)
         try:
             await self.append(build_record(scope, status, self.clock.now(), user_agent))
         except Exception:

@@ -17,6 +17,7 @@ refused when it is declared, not silently served differently.
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter
 
 from vigil.auth.actor import Actor
+from vigil.edge.asgi import Receive, Scope, Send
 from vigil.edge.authorization import RequiredScope
 
 JSON_CONTENT_TYPE = b"application/json"
@@ -84,3 +86,16 @@ class DirectRoute(APIRoute):
         # Validated against the response model as FastAPI would (a no-op for an instance of
         # it), then serialised by pydantic-core in one step.
         return self._adapter.dump_json(self._adapter.validate_python(result))
+
+
+class EdgeServedRoute(APIRoute, ABC):
+    """A public route whose endpoint takes the raw request and builds its own response (a
+    front's `LeanRoute`): the edge, once it has refused, rate-limited and resolved the request,
+    calls `serve` with it, outside the middlewares and router FastAPI would otherwise run
+    before and after it (their work for such a route is none: no principal for idempotency,
+    no dependency exit stack, the body bounded by the endpoint). The edge still audits the
+    response and renders a `VigilError` (or any other exception) as problem+json."""
+
+    @abstractmethod
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the request on `send`."""

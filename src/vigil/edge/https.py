@@ -23,12 +23,12 @@ from vigil.auth.actor import Actor
 from vigil.auth.principal import Principal
 from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput, VigilError
-from vigil.edge.asgi import ASGIApp, Message, Receive, Scope, Send
+from vigil.edge.asgi import ASGIApp, Message, Receive, Scope, Send, state
 from vigil.edge.audit import Append, AuditGate
 from vigil.edge.authentication import Authenticator
 from vigil.edge.authorization import RequiredScope
 from vigil.edge.client_ip import IpNetwork, resolve_client_ip
-from vigil.edge.direct import JSON_CONTENT_TYPE, DirectRoute
+from vigil.edge.direct import JSON_CONTENT_TYPE, DirectRoute, EdgeServedRoute
 from vigil.edge.headers import SECURITY_HEADERS
 from vigil.edge.problem import send_error
 from vigil.edge.rate_limit import TokenBuckets, rate_limit
@@ -103,7 +103,7 @@ class HttpsEdge:
                 refusal = InvalidInput(
                     "Unknown query parameters: " + ", ".join(n[:40] for n in unknown[:5]) + "."
                 )
-            if refusal is not None or isinstance(route, DirectRoute):
+            if refusal is not None or isinstance(route, DirectRoute | EdgeServedRoute):
                 # What the router would have recorded: the audit record names the route.
                 scope["route"] = route
                 scope.update(child)
@@ -138,12 +138,23 @@ class HttpsEdge:
                     scope=route.requirement.scope_used,
                 )
                 await self._direct(route, actor, st, edge_send)
+            elif isinstance(route, EdgeServedRoute):
+                await self._served(route, scope, receive, edge_send)
             else:
                 await self.app(scope, receive, edge_send)
         except Exception:
             if started:
                 raise
             await self.gate.internal_error(scope, send, agent, headers)
+
+    @staticmethod
+    async def _served(route: EdgeServedRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await route.serve(scope, receive, send)
+        except VigilError as error:  # as api.errors renders it for routes FastAPI serves
+            st = state(scope)
+            st["error"] = error
+            await send_error(send, error, st.get("request_id"))
 
     @staticmethod
     async def _direct(route: DirectRoute, actor: Actor, st: dict[str, object], send: Send) -> None:

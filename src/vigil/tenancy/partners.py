@@ -444,17 +444,24 @@ def still_authorized(
     PostgreSQL; SQLite serialises writers), so a withdrawal either commits first and is seen
     here, or waits for this token and then revokes it: no token escapes a withdrawal."""
     row = conn.execute(
-        select(partner_authorizations.c.scopes)
-        .join(partners, partners.c.id == partner_authorizations.c.partner_id)
-        .where(
-            partner_authorizations.c.partner_id == partner_id,
-            partner_authorizations.c.dealer_id == dealer_id,
-            partner_authorizations.c.revoked_at.is_(None),
-            partners.c.disabled_at.is_(None),
-        )
-        .with_for_update(of=partner_authorizations)
+        _STILL_AUTHORIZED, {"partner_id": partner_id, "dealer_id": dealer_id}
     ).first()
     return row is not None and scopes <= decode_scopes(row.scopes)
+
+
+# Built once (it runs in every grant batch): building the statement and its cache key per call
+# cost more than running it.
+_STILL_AUTHORIZED = (
+    select(partner_authorizations.c.scopes)
+    .join(partners, partners.c.id == partner_authorizations.c.partner_id)
+    .where(
+        partner_authorizations.c.partner_id == bindparam("partner_id"),
+        partner_authorizations.c.dealer_id == bindparam("dealer_id"),
+        partner_authorizations.c.revoked_at.is_(None),
+        partners.c.disabled_at.is_(None),
+    )
+    .with_for_update(of=partner_authorizations)
+)
 
 
 class _FactsLookup(RawLookup):

@@ -18,9 +18,10 @@ from vigil.auth.principal import ActorType, Environment, Principal
 from vigil.auth.scopes import Scope
 from vigil.core.clock import FrozenClock
 from vigil.core.errors import AuthenticationFailed, NotFound
+from vigil.edge.audit import build_record, recorded_in_transaction
 from vigil.edge.authentication import Authenticator
-from vigil.edge.authorization import requires
-from vigil.edge.direct import DirectRoute
+from vigil.edge.authorization import public, requires
+from vigil.edge.direct import DirectRoute, EdgeServedRoute
 from vigil.edge.headers import HSTS_VALUE
 from vigil.edge.https import HttpsEdge
 from vigil.edge.rate_limit import TokenBuckets
@@ -81,6 +82,10 @@ class World:
         async def boom(actor: Annotated[Actor, Depends(requires(None))]) -> Who:
             raise RuntimeError("secret internals")
 
+        return self.edge(router)
+
+    def edge(self, router: APIRouter) -> HttpsEdge:
+        """The edge in front of a FastAPI app serving `router`'s routes."""
         api = FastAPI()
         api.router.routes.extend(router.routes)
         return HttpsEdge(
@@ -203,3 +208,53 @@ def test_no_durable_record_means_503_with_every_edge_header(world: World) -> Non
     assert response.headers["retry-after"] == "5"
     assert response.headers["strict-transport-security"] == HSTS_VALUE.decode()
     assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+# --- public routes the edge serves itself (`EdgeServedRoute`, the token endpoint's LeanRoute) ---
+
+
+class Served(EdgeServedRoute):
+    """Answers with the status named in the path; `/served/recorded-*` first says its record
+    for a 200 committed with its own writes, as the JWT-bearer grant does."""
+
+    async def serve(self, scope: Any, receive: Any, send: Any) -> None:
+        status = int(scope["path"].rsplit("-", 1)[1])
+        if "recorded" in scope["path"]:
+            recorded_in_transaction(scope, build_record(scope, 200, datetime.now(UTC)))
+        if status == 404:
+            raise NotFound("No such thing.")
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+class ServedWorld(World):
+    def app(self) -> HttpsEdge:
+        router = APIRouter(route_class=Served)
+
+        async def endpoint() -> None:
+            raise AssertionError("the edge serves this route itself")
+
+        for path in ("/served-200", "/served/recorded-200", "/served/recorded-500", "/served-404"):
+            router.add_api_route(
+                path, endpoint, methods=["POST", "GET"], dependencies=[Depends(public("test"))]
+            )
+        return self.edge(router)
+
+
+def test_edge_served_route_is_audited_by_the_edge_unless_its_record_committed() -> None:
+    world = ServedWorld()
+    plain = world.get("/served-200")
+    assert plain.status_code == 200
+    assert plain.headers["strict-transport-security"] == HSTS_VALUE.decode()
+    assert [(r.route, r.result) for r in world.records] == [("/served-200", "200")]
+    world.records.clear()
+    assert world.get("/served/recorded-200").status_code == 200
+    assert world.records == []  # its record committed with the route's own writes
+    # The route said "recorded for a 200" but answered otherwise: the edge records that.
+    assert world.get("/served/recorded-500").status_code == 500
+    assert [r.result for r in world.records] == ["500"]
+    world.records.clear()
+    missing = world.get("/served-404")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "not_found"
+    assert [(r.result, r.details.get("error")) for r in world.records] == [("404", "not_found")]

@@ -119,14 +119,20 @@ class _Grant:
     subject: token_store.Subject
     now: datetime
     call: Call
+    answered: AuditRecord | None  # the request's own record, should the grant succeed
 
 
 class BatchedGrants:
     """The grant as the token endpoint runs it: verified on the event loop (signature and
     claims are CPU work; the one read is the raw-driver lookup), then the `jti`, the token
     and the audit record written with the other grants that queued up meanwhile, in one
-    transaction and one durable commit (vigil.storage.group_commit). Each grant's three
-    writes still commit together or not at all, before its response (S11, S15)."""
+    transaction and one durable commit (vigil.storage.group_commit). Each grant's writes
+    still commit together or not at all, before its response (S11, S15).
+
+    `answered` is the HTTP request's own record for a successful grant (the edge's
+    `api.request`, built by the caller): it commits in the same transaction, so a grant costs
+    one durable commit, not a second one through the audit writer. A refused grant does not
+    write it; the edge then records the refusal as it records any other response."""
 
     def __init__(self, ctx: OAuthContext) -> None:
         self._ctx = ctx
@@ -135,12 +141,14 @@ class BatchedGrants:
             ctx.db, self._write, "oauth-grants", on_failure=ctx.audit.signer.forget
         )
 
-    async def exchange(self, form: dict[str, str], call: Call) -> dict[str, Any]:
+    async def exchange(
+        self, form: dict[str, str], call: Call, answered: AuditRecord | None = None
+    ) -> dict[str, Any]:
         ctx = self._ctx
         now = ctx.clock.now()
         try:
             claims, subject = _verified(ctx, form, self._facts, now)
-            return await self._commits.submit(_Grant(claims, subject, now, call))
+            return await self._commits.submit(_Grant(claims, subject, now, call, answered))
         except AssertionRefused as exc:
             await ctx.audit.append(_refusal(ctx, call, exc))
             raise _invalid(exc) from None
@@ -182,6 +190,8 @@ class BatchedGrants:
             records.append(
                 _issued_record(grant.call, grant.claims, grant.subject, token, grant.now)
             )
+            if grant.answered is not None:
+                records.append(grant.answered)
             outcomes.append(token.response())
         # `write_in` for the batch's records at once, as the webhook worker writes its
         # batches: one head read and one multi-row insert instead of one of each per grant.

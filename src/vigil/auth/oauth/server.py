@@ -35,12 +35,15 @@ class OAuthServer:
         self.ctx, self.csrf = ctx, csrf
         self.assertion_grants = jwt_bearer.BatchedGrants(ctx)
 
-    async def assertion_token(self, form: dict[str, str], call: Call) -> Any:
+    async def assertion_token(
+        self, form: dict[str, str], call: Call, answered: AuditRecord | None = None
+    ) -> Any:
         """The JWT-bearer grant as the token endpoint serves it: on the event loop, its
-        writes group-committed with concurrent grants (jwt_bearer.BatchedGrants); refusals
-        audited as `token` audits them, durable before the error leaves."""
+        writes group-committed with concurrent grants (jwt_bearer.BatchedGrants), with
+        `answered` (the request's own record) when it succeeds; refusals audited as `token`
+        audits them, durable before the error leaves."""
         try:
-            return await self.assertion_grants.exchange(form, call)
+            return await self.assertion_grants.exchange(form, call, answered)
         except OAuthError as error:
             await self.ctx.audit.append(self._refusal(error, form, call, jwt_bearer.GRANT_TYPE))
             raise

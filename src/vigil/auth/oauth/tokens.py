@@ -23,7 +23,7 @@ from vigil.auth.apikeys.format import (
     checksum,
     hash_secret,
 )
-from vigil.core.ids import base62
+from vigil.core.ids import base62, ordered_base62
 
 
 class Kind(StrEnum):
@@ -67,8 +67,16 @@ class Presented:
         return hmac.compare_digest(stored_hash, self.secret_hash)
 
 
-def mint(kind: Kind) -> Minted:
-    raw_id = base62(int.from_bytes(secrets.token_bytes(KEY_ID_BYTES), "big"), KEY_ID_WIDTH)
+def mint(kind: Kind, *, time_ordered: bool = False) -> Minted:
+    """`time_ordered`: the id's first six bytes are the time in milliseconds (vigil.core.ids
+    `ordered_base62`, same width and alphabet), for tokens minted at a high rate (JWT-bearer
+    grants): each insert then lands at the right-hand end of the id index instead of on a
+    random page that SQLCipher re-encrypts at every commit. The id only finds the row; the
+    256-bit secret is what proves possession, and the row stores the creation time anyway."""
+    if time_ordered:
+        raw_id = ordered_base62(KEY_ID_BYTES)
+    else:
+        raw_id = base62(int.from_bytes(secrets.token_bytes(KEY_ID_BYTES), "big"), KEY_ID_WIDTH)
     secret = base62(int.from_bytes(secrets.token_bytes(SECRET_BYTES), "big"), SECRET_WIDTH)
     body = f"vgl_{kind.value}_{raw_id}_{secret}"
     return Minted(kind, ID_PREFIX[kind] + raw_id, body + checksum(body), hash_secret(secret))
