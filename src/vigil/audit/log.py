@@ -59,6 +59,11 @@ class AuditLog:
         self.store.details = details
         details.ready()
 
+    def prepare_write(self) -> None:
+        """Call before opening a transaction that will `write_in` records from a thread of its
+        own: tops up the details key outside it (see `seal_details`)."""
+        self.details.ready()
+
     def write_in(self, conn: Connection, record: AuditRecord) -> None:
         """Write `record` in the caller's transaction: it commits with the change it describes."""
         self.store.append(conn, [record])

@@ -53,12 +53,16 @@ class GroupCommit(Generic[Item, Result]):
         sink: Sink[Item, Result],
         name: str,
         *,
+        before: Callable[[], object] | None = None,
         on_failure: Callable[[], object] | None = None,
     ) -> None:
-        """`on_failure` runs after a batch rolled back (the audit signer forgets a key it may
-        have created in that transaction)."""
+        """`before` runs on the thread before each transaction opens (the audit log tops up
+        the key its records' details are sealed with: a key-store write inside the batch's
+        SQLite transaction would wait on that transaction's own lock). `on_failure` runs
+        after a batch rolled back (the audit signer forgets a key it may have created in that
+        transaction)."""
         self._db, self._sink, self._name = db, sink, name
-        self._on_failure = on_failure
+        self._before, self._on_failure = before, on_failure
         self._queue: queue.SimpleQueue[list[_Pending[Item, Result]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -134,11 +138,15 @@ class GroupCommit(Generic[Item, Result]):
     def _write(self, items: list[Item]) -> Sequence[Result | BaseException]:
         """One transaction on the kept connection; a connection that broke (a database
         restart) is replaced and the batch tried once more (nothing of it was committed)."""
+        if self._before is not None:
+            self._before()
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = self._db.engine.connect().execution_options(vigil_write=True)
             try:
-                with self._conn.begin():
+                # The process's SQLite writers queue on the write lock (Database.__init__
+                # says why); without it this thread polled SQLite's file lock instead.
+                with self._db.write_lock(), self._conn.begin():
                     outcomes = self._sink(self._conn, items)
             except Exception as exc:
                 if self._on_failure is not None:

@@ -4,6 +4,7 @@ share one transaction, each item gets its own outcome, and a failed batch writes
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -85,3 +86,45 @@ def test_a_failing_batch_fails_every_item_and_writes_nothing(db: Database) -> No
     assert all(isinstance(r, RuntimeError) for r in results)
     assert stored(db) == []
     assert forgotten == [True]
+
+
+def test_before_runs_outside_the_transaction_and_the_batch_holds_the_write_lock(
+    db: Database,
+) -> None:
+    seen: list[str] = []
+    commits: GroupCommit[int, int]
+
+    def before() -> None:
+        conn = commits._conn
+        seen.append("before, in a transaction" if conn and conn.in_transaction() else "before")
+
+    def sink(conn: Connection, items: Sequence[int]) -> list[object]:
+        # Another thread of this process cannot start a write meanwhile: it queues on the lock.
+        probe: list[bool] = []
+
+        def try_lock() -> None:
+            lock = db.write_lock()
+            probe.append(lock.acquire(False))
+            if probe[0]:
+                lock.release()
+
+        other = threading.Thread(target=try_lock)
+        other.start()
+        other.join()
+        seen.append("sink, lock free" if probe[0] else "sink, lock held")
+        for item in items:
+            conn.exec_driver_sql("INSERT INTO items VALUES (?)", (item,))
+        return list(items)
+
+    commits = GroupCommit(db, sink, "test-group", before=before)
+
+    async def main() -> None:
+        assert await commits.submit(1) == 1
+        assert await commits.submit(2) == 2
+
+    try:
+        asyncio.run(main())
+    finally:
+        commits.close()
+    assert seen == ["before", "sink, lock held", "before", "sink, lock held"]
+    assert stored(db) == [1, 2]

@@ -138,7 +138,11 @@ class BatchedGrants:
         self._ctx = ctx
         self._facts = AssertionFactsLookup(ctx.db)
         self._commits: GroupCommit[_Grant, dict[str, Any]] = GroupCommit(
-            ctx.db, self._write, "oauth-grants", on_failure=ctx.audit.signer.forget
+            ctx.db,
+            self._write,
+            "oauth-grants",
+            before=ctx.audit.prepare_write,
+            on_failure=ctx.audit.signer.forget,
         )
 
     async def exchange(
