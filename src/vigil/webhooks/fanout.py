@@ -130,9 +130,12 @@ def fan_out_events(
                         "endpoint": endpoint["delivery"],
                     }
                 )
-    statements.insert(conn, "webhook_messages", statements.MESSAGE_COLUMNS, rows)
-    statements.insert(
-        conn, "webhook_fanout", statements.FANOUT_COLUMNS, [(e["id"], stamp) for e in events]
+    statements.insert_many(
+        conn,
+        [
+            ("webhook_messages", statements.MESSAGE_COLUMNS, rows),
+            ("webhook_fanout", statements.FANOUT_COLUMNS, [(e["id"], stamp) for e in events]),
+        ],
     )
     return len(events), max(int(e["seq"]) for e in events), claimed
 

@@ -39,6 +39,9 @@ log = logging.getLogger("vigil.webhooks")
 
 SWEEP_SECONDS = 5.0  # how often a worker looks for events committed out of seq order
 EXPIRED_LOOK_SECONDS = 1.0  # how often a worker's turn looks for messages whose lease ran out
+# How often a turn claims due messages before fanning out new events (otherwise after, with the
+# slots the new events left free: a claim that finds nothing is a round trip per turn).
+DUE_LOOK_SECONDS = 0.1
 PREFETCH = 3  # in flight plus claimed ahead, as a multiple of the concurrency
 IDLE_POLL = 0.02
 # An idle worker looks less and less often, up to this. Events committed in this process
@@ -75,6 +78,7 @@ class DeliveryWorker:
         self._start_by = max(0.0, (lease.total_seconds() - transport.timeout_seconds) / 2)
         self._conn: Connection | None = None
         self._next_expired_look = 0.0
+        self._next_due_look = 0.0
         self._rand = rand
         self._after = 0  # highest event seq this worker fanned out (the hot path's cursor)
         self._next_sweep = 0.0
@@ -231,26 +235,36 @@ class DeliveryWorker:
                     self._audit.store.append(conn, records)
                 if free <= 0:
                     return [], []
-                # Messages whose worker died are looked for once a second, not every turn:
-                # their lease already kept them waiting for a minute.
-                expired = time.monotonic() >= self._next_expired_look
-                if expired:
-                    self._next_expired_look = time.monotonic() + EXPIRED_LOOK_SECONDS
-                # Messages already due first (the oldest work); then as many new events as
-                # there are slots still free are fanned out, their messages leased to this
-                # worker as they are written: no claim reads and updates them again. (Events
-                # beyond that wait in the outbox, for this worker's next turn or another's.)
-                jobs = claims.claim(conn, now, free, self._lease, expired=expired)
-                room = free - len(jobs)
-                if room > 0:
+                # Fan out as many new events as there are free slots, their messages leased to
+                # this worker as they are written (no claim reads and updates them again), then
+                # claim due messages (retries, replays, a dead worker's) for the slots left.
+                # So that a steady stream of new events cannot hold those back, due messages
+                # are claimed FIRST at least every DUE_LOOK_SECONDS.
+                jobs: list[claims.Job] = []
+                due_first = time.monotonic() >= self._next_due_look
+                if due_first:
+                    jobs = self._claim_due(conn, now, free)
+                if free > len(jobs):
+                    room = free - len(jobs)
                     _, fresh = self._fan_out_step(conn, now, claim=room, batch=room)
                     jobs += claims.fanned_out_jobs(fresh, now)
+                if free > len(jobs) and not due_first:
+                    jobs += self._claim_due(conn, now, free - len(jobs))
         except Exception:
             self._audit.signer.forget()  # a key made in the rolled-back checkpoint is gone too
             self._drop_connection()
             raise
         # After the commit: no key lookup under the lock.
         return claims.unseal(jobs, self._secrets, self._records, self._clock.now())
+
+    def _claim_due(self, conn: Connection, now: datetime, limit: int) -> list[claims.Job]:
+        self._next_due_look = time.monotonic() + DUE_LOOK_SECONDS
+        # Messages whose worker died are looked for once a second, not every turn: their
+        # lease already kept them waiting for a minute.
+        expired = time.monotonic() >= self._next_expired_look
+        if expired:
+            self._next_expired_look = time.monotonic() + EXPIRED_LOOK_SECONDS
+        return claims.claim(conn, now, limit, self._lease, expired=expired)
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
