@@ -119,10 +119,10 @@ class DeliveryWorker:
         idle = IDLE_POLL  # how long that is: doubles while nothing comes, up to IDLE_POLL_MAX
         next_turn = 0.0  # no turn before this: a short rest after each, a longer one on failure
         loop = asyncio.get_running_loop()
-        # Whatever happens (a delivery or a turn ends, an event is committed in this process, the
-        # stop) sets `progress` from a done callback: one wake-up per happening, where waiting
-        # on every task in flight (`asyncio.wait`) cost a callback added to and removed from
-        # each of them at every turn of the loop, i.e. per delivery.
+        # What the loop waits for (a turn ends, a delivery ends while no turn runs, an event is
+        # committed in this process, the stop) sets `progress` from a callback. Waiting on
+        # every task in flight (`asyncio.wait`) cost a callback added to and removed from each
+        # of them at every turn of the loop, i.e. per delivery.
         progress = asyncio.Event()
         woken = asyncio.Event()  # an event committed in this process: look now
         completed: list[asyncio.Task[Result]] = []
@@ -135,8 +135,17 @@ class DeliveryWorker:
             loop.call_soon_threadsafe(on_commit)
 
         def delivered(task: asyncio.Task[Result]) -> None:
-            completed.append(task)
-            progress.set()
+            """A delivery ended: its slot is refilled from `ready` right here, and the loop is
+            woken only when a turn may start (while one runs, results just collect)."""
+            if task.cancelled() or task.exception() is not None:
+                completed.append(task)  # raised by the loop, as it always was
+                progress.set()
+                return
+            in_flight.discard(task)
+            finished.append(task.result())
+            self._start_ready(ready, in_flight, delivered)
+            if turn is None:
+                progress.set()
 
         def happened(_: object) -> None:
             progress.set()
