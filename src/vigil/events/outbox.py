@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from vigil.auth.actor import Tenant
-from vigil.core.ids import new_id
+from vigil.core.ids import new_ordered_id
 from vigil.crypto.binding import Binding, BindingScope
 from vigil.crypto.fields import FieldCipher, TenantSealer
 from vigil.events.types import EventType
@@ -58,7 +58,9 @@ def emit(
     when: datetime,
     sealer: TenantSealer,
 ) -> str:
-    event_id = new_id("evt")
+    # Time-ordered (core/ids.py): each event adds a row at the right-hand end of its unique
+    # index, and of the fan-out marker and (endpoint, event) indexes the worker writes for it.
+    event_id = new_ordered_id("evt")
     payload = event_payload(type, data, when)
     binding = payload_binding(tenant.dealer_id, tenant.environment.value, event_id)
     conn.execute(

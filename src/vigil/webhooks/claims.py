@@ -16,23 +16,24 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from vigil.audit.actions import AuditAction
 from vigil.audit.record import AuditRecord
 from vigil.auth.actor import Tenant
 from vigil.auth.principal import ActorType, Environment
-from vigil.core.ids import new_id
+from vigil.core.ids import new_ordered_id
 from vigil.crypto.errors import CryptoError, KmsError
 from vigil.crypto.fields import FieldCipher, TenantSealer
 from vigil.events.outbox import emit
 from vigil.events.types import EventType
-from vigil.storage.tables import webhook_attempts, webhook_endpoints
+from vigil.storage.tables import webhook_endpoints
 from vigil.storage.tables import webhook_messages as messages
+from vigil.webhooks import statements
 from vigil.webhooks.models import MessageStatus
 from vigil.webhooks.schedule import DISABLE_AFTER, next_attempt_at, parse_retry_after
 from vigil.webhooks.sealing import message_payload_binding, open_secret
@@ -82,49 +83,12 @@ def claim(
     then pending messages in the order they fell due."""
     if conn.dialect.name == "postgresql":
         return _claim_returning(conn, now, limit, lease, expired)
-    m, e = messages.c, webhook_endpoints.c
-    columns = (
-        m.id,
-        m.dealer_id,
-        m.environment,
-        m.endpoint_id,
-        m.event_id,
-        m.event_type,
-        m.payload_sealed,
-        m.attempts,
-    )
-
-    def due(condition: Any, order: Any, n: int) -> list[Any]:
-        # Two index-range queries rather than one OR: each walks ix_webhook_messages_due
-        # (status, then time) and stops after `n` rows however long the queue is.
-        return list(
-            conn.execute(
-                select(*columns)
-                .join(webhook_endpoints, e.id == m.endpoint_id)
-                .where(condition, e.enabled == 1)
-                .order_by(order)
-                .limit(n)
-                .with_for_update(skip_locked=True, of=messages)
-            ).mappings()
-        )
-
-    rows: list[Any] = []
-    for condition, order in _due_conditions(now, expired):
-        if len(rows) < limit:
-            rows += due(condition, order, limit - len(rows))
+    kinds = [(MessageStatus.DELIVERING.value, "lease_until", "<")] if expired else []
+    kinds.append((MessageStatus.PENDING.value, "next_attempt_at", "<="))
+    rows = statements.sqlite_claim(conn, kinds, limit, now + lease, now)
     if not rows:
         return []
-    ids = [r["id"] for r in rows]
-    conn.execute(
-        update(messages)
-        .where(m.id.in_(ids))
-        .values(
-            status=MessageStatus.DELIVERING.value,
-            lease_until=now + lease,
-            attempts=m.attempts + 1,
-            updated_at=now,
-        )
-    )
+    e = webhook_endpoints.c
     endpoints = {
         r["id"]: r
         for r in conn.execute(
@@ -142,6 +106,12 @@ def claim(
         ).mappings()
     }
     return [_job(r, endpoints[r["endpoint_id"]], r["attempts"] + 1, now) for r in rows]
+
+
+def fanned_out_jobs(claimed: list[dict[str, Any]], now: datetime) -> list[Job]:
+    """Jobs for the messages a fan-out leased to this worker as it wrote them
+    (`fanout.fan_out_events(..., claim=n)`): their first attempt."""
+    return [_job(r, r["endpoint"], 1, now) for r in claimed]
 
 
 def _due_conditions(now: datetime, expired: bool, table: Any = messages) -> list[tuple[Any, Any]]:
@@ -243,14 +213,10 @@ def unseal(
     its jobs are left leased and go out again when the lease runs out."""
     ready: list[Job] = []
     failed: list[Result] = []
+    # A batch holds many messages to the same endpoint: its secrets are opened once per batch
+    # (keyed by the sealed values, so a rotation inside the batch is seen).
+    endpoint_secrets: dict[tuple[Any, ...], tuple[SigningSecret, ...] | None] = {}
     for job in jobs:
-        row = {
-            "dealer_id": job.dealer_id,
-            "environment": job.environment,
-            "id": job.endpoint_id,
-            "secret_sealed": job.sealed_secret or b"",
-            "previous_secret_sealed": job.sealed_previous,
-        }
         what = "payload"
         try:
             binding = message_payload_binding(
@@ -258,17 +224,63 @@ def unseal(
             )
             body = records.open(binding, job.sealed_payload or b"")
             what = "secret"
-            opened = [SigningSecret(open_secret(secrets, row))]
-            if job.sealed_previous is not None:
-                opened.append(SigningSecret(open_secret(secrets, row, previous=True)))
+            key = (job.endpoint_id, job.sealed_secret, job.sealed_previous)
+            if key not in endpoint_secrets:
+                try:
+                    endpoint_secrets[key] = _open_secrets(job, secrets)
+                except KmsError:
+                    raise  # not the message's fault: nothing is remembered
+                except CryptoError:
+                    endpoint_secrets[key] = None  # they do not open: the same for every job
+                    raise
+            opened = endpoint_secrets[key]
+            if opened is None:
+                failed.append(_unusable(job, what, now))
+                continue
         except KmsError:
             log.warning("webhook message %s: KMS unavailable, left for the lease", job.message_id)
             continue
         except CryptoError:
             failed.append(_unusable(job, what, now))
             continue
-        ready.append(replace(job, body=body, secrets=tuple(opened)))
+        ready.append(_with_contents(job, body, opened))
     return ready, failed
+
+
+def _open_secrets(job: Job, secrets: FieldCipher) -> tuple[SigningSecret, ...]:
+    row = {
+        "dealer_id": job.dealer_id,
+        "environment": job.environment,
+        "id": job.endpoint_id,
+        "secret_sealed": job.sealed_secret or b"",
+        "previous_secret_sealed": job.sealed_previous,
+    }
+    opened = [SigningSecret(open_secret(secrets, row))]
+    if job.sealed_previous is not None:
+        opened.append(SigningSecret(open_secret(secrets, row, previous=True)))
+    return tuple(opened)
+
+
+def _with_contents(job: Job, body: bytes, secrets: tuple[SigningSecret, ...]) -> Job:
+    """`job` with its opened payload and secrets (what `dataclasses.replace` does, without its
+    per-call field introspection: this runs once per delivery)."""
+    return Job(
+        job.message_id,
+        job.dealer_id,
+        job.environment,
+        job.endpoint_id,
+        job.event_id,
+        job.event_type,
+        job.attempt,
+        job.url,
+        job.ca_bundle,
+        job.sealed_payload,
+        job.sealed_secret,
+        job.sealed_previous,
+        body,
+        secrets,
+        job.failing,
+    )
 
 
 _UNUSABLE = {"payload": "the payload", "secret": "the signing secret"}
@@ -316,7 +328,7 @@ def record(
     Successes, the common case, are written in bulk (one insert of attempts, one update per
     status code); each failure is handled on its own, since it may exhaust or disable.
     """
-    m, e = messages.c, webhook_endpoints.c
+    e = webhook_endpoints.c
     endpoint_ids = sorted({r.job.endpoint_id for r in results})
     endpoints: dict[str, dict[str, Any]]
     if all(r.outcome.ok for r in results):
@@ -333,7 +345,12 @@ def record(
             ).mappings()
         }
     audit = [_attempt_record(r.job, r.outcome, r.at, worker) for r in results]
-    conn.execute(insert(webhook_attempts), [_attempt_row(r) for r in results])
+    statements.insert(
+        conn,
+        "webhook_attempts",
+        statements.ATTEMPT_COLUMNS,
+        [_attempt_row(conn, r) for r in results],
+    )
     delivered: dict[int | None, list[str]] = {}
     recovered: set[str] = set()
     for result in results:
@@ -347,18 +364,7 @@ def record(
                 _failed(conn, result, endpoints[result.job.endpoint_id], now, worker, sealers, rand)
             )
     for code, ids in delivered.items():
-        conn.execute(
-            update(messages)
-            .where(m.id.in_(ids), m.status == MessageStatus.DELIVERING.value)
-            .values(
-                status=MessageStatus.DELIVERED.value,
-                next_attempt_at=None,
-                lease_until=None,
-                last_status_code=code,
-                version=m.version + 1,
-                updated_at=now,
-            )
-        )
+        statements.mark_delivered(conn, ids, code, now)
     if recovered:
         conn.execute(
             update(webhook_endpoints).where(e.id.in_(sorted(recovered))).values(failing_since=None)
@@ -366,23 +372,25 @@ def record(
     return audit
 
 
-def _attempt_row(result: Result) -> dict[str, Any]:
+def _attempt_row(conn: Connection, result: Result) -> tuple[Any, ...]:
+    """In `statements.ATTEMPT_COLUMNS` order. The kept response body is the receiver's text:
+    NUL, which PostgreSQL cannot store, is replaced (`statements.text`)."""
     job, out = result.job, result.outcome
-    return {
-        "id": new_id("wha"),
-        "dealer_id": job.dealer_id,
-        "environment": job.environment,
-        "endpoint_id": job.endpoint_id,
-        "message_id": job.message_id,
-        "attempt": job.attempt,
-        "result": "success" if out.ok else "failure",
-        "reason": out.reason,
-        "status_code": out.status_code,
-        "latency_ms": out.latency_ms,
-        "tls": (out.tls or "")[:200] or None,
-        "response_body": out.body,
-        "attempted_at": result.at,
-    }
+    return (
+        new_ordered_id("wha"),
+        job.dealer_id,
+        job.environment,
+        job.endpoint_id,
+        job.message_id,
+        job.attempt,
+        "success" if out.ok else "failure",
+        out.reason,
+        out.status_code,
+        out.latency_ms,
+        statements.text((out.tls or "")[:200] or None),
+        statements.text(out.body),
+        statements.moment(conn, result.at),
+    )
 
 
 def _failed(

@@ -23,10 +23,10 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, exists, func, insert, select, update
+from sqlalchemy import Connection, exists, func, insert, select, update
 
 from vigil.auth.scopes import decode_scopes
-from vigil.core.ids import new_id
+from vigil.core.ids import new_ordered_id
 from vigil.events.types import READ_SCOPE, EventType
 from vigil.storage.tables import (
     apps,
@@ -35,7 +35,7 @@ from vigil.storage.tables import (
     webhook_endpoints,
     webhook_fanout,
 )
-from vigil.storage.tables import webhook_messages as messages
+from vigil.webhooks import statements
 from vigil.webhooks.models import MessageStatus
 
 BATCH = 500
@@ -47,65 +47,97 @@ def fan_out(conn: Connection, now: datetime, after: int = 0, batch: int = BATCH)
     """Turn up to `batch` not yet fanned-out events with `seq > after` into messages.
 
     Returns (events handled, highest seq handled, or `after` when none)."""
-    return fan_out_events(conn, now, waiting(conn, after, batch), after)
+    count, highest, _ = fan_out_events(conn, now, waiting(conn, after, batch), after)
+    return count, highest
 
 
-def waiting(conn: Connection, after: int = 0, batch: int = BATCH) -> list[RowMapping]:
+def waiting(conn: Connection, after: int = 0, batch: int = BATCH) -> list[dict[str, Any]]:
     """Up to `batch` events with `seq > after` not fanned out yet, locked (on PostgreSQL,
-    skipping those another worker is fanning out)."""
-    o = outbox_events.c
-    return list(
-        conn.execute(
-            select(outbox_events)
-            .where(o.seq > after, ~exists().where(webhook_fanout.c.event_id == o.id))
-            .order_by(o.seq)
-            .limit(batch)
-            .with_for_update(skip_locked=True, of=outbox_events)
-        ).mappings()
-    )
+    skipping those another worker is fanning out): the columns a fan-out needs
+    (`statements.EVENT_COLUMNS`), read through the driver (statements.py)."""
+    columns = statements.EVENT_COLUMNS
+    return [
+        dict(zip(columns, row, strict=True))
+        for row in statements.waiting_events(conn, after, batch)
+    ]
 
 
 def fan_out_events(
-    conn: Connection, now: datetime, events: list[RowMapping], after: int = 0
-) -> tuple[int, int]:
+    conn: Connection,
+    now: datetime,
+    events: list[dict[str, Any]],
+    after: int = 0,
+    *,
+    claim: int = 0,
+    lease_until: datetime | None = None,
+) -> tuple[int, int, list[dict[str, Any]]]:
     """Messages for `events` (from `waiting`), and their fan-out markers: a second fan-out of
-    the same event fails on the marker's primary key rather than duplicating."""
+    the same event fails on the marker's primary key rather than duplicating.
+
+    The first `claim` messages are written already leased to the caller until `lease_until`
+    (their first attempt counted), as a claim would lease them a moment later: the caller, a
+    worker with that many free slots, delivers them without a claim's read and update. Returns
+    (events handled, highest seq handled, the leased messages with their endpoint's delivery
+    columns, as `claims.fanned_out_jobs` reads them)."""
     if not events:
-        return 0, after
+        return 0, after, []
     targets = _endpoints_by_tenant(conn, {(e["dealer_id"], e["environment"]) for e in events})
-    rows: list[dict[str, Any]] = []
+    stamp = statements.moment(conn, now)
+    leased = statements.moment(conn, lease_until) if claim > 0 else None
+    pending, delivering = MessageStatus.PENDING.value, MessageStatus.DELIVERING.value
+    rows: list[tuple[Any, ...]] = []
+    claimed: list[dict[str, Any]] = []
     for event in events:
         try:
             event_type = EventType(event["type"])
         except ValueError:
             continue
         for endpoint in targets.get((event["dealer_id"], event["environment"]), []):
-            if _wants(endpoint, event_type, event["subject_id"]):
-                rows.append(
+            if not _wants(endpoint, event_type, event["subject_id"]):
+                continue
+            message_id = new_ordered_id("msg")
+            mine = len(claimed) < claim
+            rows.append(  # in statements.MESSAGE_COLUMNS order
+                (
+                    message_id,
+                    event["dealer_id"],
+                    event["environment"],
+                    endpoint["id"],
+                    event["id"],
+                    event_type.value,
+                    # Copied sealed: still bound to the event, opened by the worker.
+                    event["payload_sealed"],
+                    delivering if mine else pending,
+                    1 if mine else 0,  # attempts
+                    stamp,  # next_attempt_at
+                    leased if mine else None,  # lease_until
+                    0,  # exhausted
+                    1,  # version
+                    stamp,  # created_at
+                    stamp,  # updated_at
+                )
+            )
+            if mine:
+                claimed.append(
                     {
-                        "id": new_id("msg"),
+                        "id": message_id,
                         "dealer_id": event["dealer_id"],
                         "environment": event["environment"],
                         "endpoint_id": endpoint["id"],
                         "event_id": event["id"],
                         "event_type": event_type.value,
-                        # Copied sealed: still bound to the event, opened by the worker.
                         "payload_sealed": event["payload_sealed"],
-                        "status": MessageStatus.PENDING.value,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "exhausted": 0,
-                        "version": 1,
-                        "created_at": now,
-                        "updated_at": now,
+                        "endpoint": endpoint["delivery"],
                     }
                 )
-    if rows:
-        conn.execute(insert(messages), rows)
-    conn.execute(
-        insert(webhook_fanout), [{"event_id": e["id"], "fanned_out_at": now} for e in events]
+    statements.insert_many(
+        conn,
+        [
+            ("webhook_messages", statements.MESSAGE_COLUMNS, rows),
+            ("webhook_fanout", statements.FANOUT_COLUMNS, [(e["id"], stamp) for e in events]),
+        ],
     )
-    return len(events), max(int(e["seq"]) for e in events)
+    return len(events), max(int(e["seq"]) for e in events), claimed
 
 
 def watermark(conn: Connection) -> int:
@@ -147,8 +179,16 @@ def _endpoints_by_tenant(
     e = webhook_endpoints.c
     found: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     dealers = sorted({d for d, _ in tenants})
+    delivery = (  # what a worker needs to deliver a message it leased at fan-out
+        e.url,
+        e.secret_sealed,
+        e.previous_secret_sealed,
+        e.previous_secret_expires_at,
+        e.ca_bundle,
+        e.failing_since,
+    )
     query = (
-        select(e.id, e.dealer_id, e.environment, e.event_types, apps.c.scopes)
+        select(e.id, e.dealer_id, e.environment, e.event_types, apps.c.scopes, *delivery)
         .join(apps, apps.c.id == e.app_id)
         .where(e.dealer_id.in_(dealers), e.enabled == 1)
     )
@@ -160,6 +200,7 @@ def _endpoints_by_tenant(
                     "id": row["id"],
                     "types": frozenset(row["event_types"]),
                     "scopes": decode_scopes(row["scopes"]),
+                    "delivery": {c.name: row[c.name] for c in delivery},
                 }
             )
     return found

@@ -14,6 +14,7 @@ import asyncio
 import socket
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from vigil.core.errors import VigilError
 from vigil.webhooks.resolver import Resolver
 from vigil.webhooks.ssrf import AddressPolicy, Refusal, parse_ip_literal
 from vigil.webhooks.trust import client_context, tls_failure
-from vigil.webhooks.url_policy import parse_url
+from vigil.webhooks.url_policy import WebhookUrl, parse_url
 
 MAX_BODY_KEPT = 1024
 
@@ -140,7 +141,7 @@ class Transport:
             return int((time.perf_counter() - started) * 1000)
 
         try:
-            parsed = parse_url(url)  # the policy may have changed since registration
+            parsed = _parsed(url)  # the policy may have changed since registration
         except VigilError as exc:
             return Outcome(False, reason="url_not_allowed", detail=exc.detail)
         if parsed.literal is not None:
@@ -167,6 +168,14 @@ class Transport:
         except Exception as exc:
             return _failure(exc, took())
         return outcome
+
+
+@lru_cache(maxsize=1024)
+def _parsed(url: str) -> WebhookUrl:
+    """`parse_url` depends on the URL alone: parsed once, not at every delivery (a URL it
+    refuses raises each time, lru_cache keeps no exceptions). The address policy, which can
+    change, is applied at every delivery."""
+    return parse_url(url)
 
 
 def _status_reason(status: int) -> str:

@@ -16,7 +16,7 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +39,9 @@ log = logging.getLogger("vigil.webhooks")
 
 SWEEP_SECONDS = 5.0  # how often a worker looks for events committed out of seq order
 EXPIRED_LOOK_SECONDS = 1.0  # how often a worker's turn looks for messages whose lease ran out
+# How often a turn claims due messages before fanning out new events (otherwise after, with the
+# slots the new events left free: a claim that finds nothing is a round trip per turn).
+DUE_LOOK_SECONDS = 0.1
 PREFETCH = 3  # in flight plus claimed ahead, as a multiple of the concurrency
 IDLE_POLL = 0.02
 # An idle worker looks less and less often, up to this. Events committed in this process
@@ -75,6 +78,7 @@ class DeliveryWorker:
         self._start_by = max(0.0, (lease.total_seconds() - transport.timeout_seconds) / 2)
         self._conn: Connection | None = None
         self._next_expired_look = 0.0
+        self._next_due_look = 0.0
         self._rand = rand
         self._after = 0  # highest event seq this worker fanned out (the hot path's cursor)
         self._next_sweep = 0.0
@@ -115,56 +119,62 @@ class DeliveryWorker:
         idle = IDLE_POLL  # how long that is: doubles while nothing comes, up to IDLE_POLL_MAX
         next_turn = 0.0  # no turn before this: a short rest after each, a longer one on failure
         loop = asyncio.get_running_loop()
+        # What the loop waits for (a turn ends, a delivery ends while no turn runs, an event is
+        # committed in this process, the stop) sets `progress` from a callback. Waiting on
+        # every task in flight (`asyncio.wait`) cost a callback added to and removed from each
+        # of them at every turn of the loop, i.e. per delivery.
+        progress = asyncio.Event()
         woken = asyncio.Event()  # an event committed in this process: look now
+        completed: list[asyncio.Task[Result]] = []
+
+        def on_commit() -> None:
+            woken.set()
+            progress.set()
 
         def wake() -> None:
-            loop.call_soon_threadsafe(woken.set)
+            loop.call_soon_threadsafe(on_commit)
+
+        def delivered(task: asyncio.Task[Result]) -> None:
+            """A delivery ended: its slot is refilled from `ready` right here, and the loop is
+            woken only when a turn may start (while one runs, results just collect)."""
+            if task.cancelled() or task.exception() is not None:
+                completed.append(task)  # raised by the loop, as it always was
+                progress.set()
+                return
+            in_flight.discard(task)
+            finished.append(task.result())
+            self._start_ready(ready, in_flight, delivered)
+            if turn is None:
+                progress.set()
+
+        def happened(_: object) -> None:
+            progress.set()
 
         unsubscribe = self._db.subscribe(OUTBOX_TOPIC, wake)
         stopper = asyncio.create_task(stop.wait())
-        signals = {stopper, asyncio.create_task(woken.wait())}
+        stopper.add_done_callback(happened)
         log.info("webhook worker %s started", self.name)
         try:
             while True:
+                progress.clear()  # callbacks only run while this awaits: nothing is missed
                 if woken.is_set():
                     woken.clear()
                     wakes += 1
-                    signals = {t for t in signals if t is stopper or not t.done()}
-                    signals.add(asyncio.create_task(woken.wait()))
                     quiet_until, idle = 0.0, IDLE_POLL
-                self._start_ready(ready, in_flight)
-                stopping = stop.is_set()
-                now = time.monotonic()
-                wanted = 0 if stopping else self._ahead - len(in_flight) - len(ready)
-                # Claim in chunks: a turn per completed delivery would commit per message.
-                worth = wanted > 0 and (wanted >= self._chunk or not in_flight)
-                claim = wanted > 0 and now >= quiet_until
-                if turn is None and now >= next_turn and (finished or (claim and worth)):
-                    recording, finished = finished, []
-                    claiming, wakes_before = (wanted if claim else 0), wakes
-                    turn = asyncio.create_task(asyncio.to_thread(self._tick, recording, claiming))
-                elif turn is None and stopping and not (in_flight or ready or finished):
-                    return
-                waiting: set[asyncio.Task[Any]] = {*in_flight, *signals}
-                timeout = None  # a turn, a delivery, a commit or the stop ends the wait...
-                if turn is not None:
-                    waiting.add(turn)
-                elif finished or worth:  # ...or the moment the next turn may start
-                    at = next_turn if finished else max(next_turn, quiet_until)
-                    timeout = min(max(at - now, 0.001), IDLE_POLL_MAX)
-                done, _ = await asyncio.wait(
-                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
-                    if task is turn:
-                        turn = None
-                        try:
-                            jobs, unusable = task.result()
-                        except Exception:  # a database hiccup must not stop deliveries for good
-                            log.exception("webhook worker turn failed; retrying")
-                            finished = recording + finished  # recorded next turn, not lost
-                            next_turn = time.monotonic() + 1.0
-                            continue
+                if completed:
+                    for delivery in completed:
+                        in_flight.discard(delivery)
+                        finished.append(delivery.result())
+                    completed.clear()
+                if turn is not None and turn.done():
+                    ended, turn = turn, None
+                    try:
+                        jobs, unusable = ended.result()
+                    except Exception:  # a database hiccup must not stop deliveries for good
+                        log.exception("webhook worker turn failed; retrying")
+                        finished = recording + finished  # recorded next turn, not lost
+                        next_turn = time.monotonic() + 1.0
+                    else:
                         next_turn = time.monotonic() + TURN_REST
                         finished.extend(unusable)  # failed before sending: recorded next turn
                         start_by = time.monotonic() + self._start_by
@@ -175,19 +185,41 @@ class DeliveryWorker:
                             # (an event committed while this turn ran may be past its claim)
                             quiet_until = time.monotonic() + idle
                             idle = min(idle * 2, IDLE_POLL_MAX)
-                    elif task in in_flight:
-                        in_flight.discard(task)
-                        finished.append(task.result())
-                if stopper.done():  # it stays done: waiting on it would return at once
-                    signals.discard(stopper)
+                self._start_ready(ready, in_flight, delivered)
+                stopping = stop.is_set()
+                now = time.monotonic()
+                wanted = 0 if stopping else self._ahead - len(in_flight) - len(ready)
+                # Claim in chunks: a turn per completed delivery would commit per message.
+                worth = wanted > 0 and (wanted >= self._chunk or not in_flight)
+                claim = wanted > 0 and now >= quiet_until
+                if turn is None and now >= next_turn and (finished or (claim and worth)):
+                    recording, finished = finished, []
+                    claiming, wakes_before = (wanted if claim else 0), wakes
+                    turn = asyncio.create_task(asyncio.to_thread(self._tick, recording, claiming))
+                    turn.add_done_callback(happened)
+                elif turn is None and stopping and not (in_flight or ready or finished):
+                    return
+                # A turn, a delivery, a commit or the stop ends the wait, or else the moment
+                # the next turn may start.
+                timer = None
+                if turn is None and (finished or worth):
+                    at = next_turn if finished else max(next_turn, quiet_until)
+                    timer = loop.call_later(min(max(at - now, 0.001), IDLE_POLL_MAX), progress.set)
+                await progress.wait()
+                if timer is not None:
+                    timer.cancel()
         finally:
             unsubscribe()
-            for task in signals:
-                task.cancel()
+            stopper.cancel()
             self._drop_connection()
             await self._transport.close()
 
-    def _start_ready(self, ready: deque[tuple[float, Job]], in_flight: set[Any]) -> None:
+    def _start_ready(
+        self,
+        ready: deque[tuple[float, Job]],
+        in_flight: set[asyncio.Task[Result]],
+        done: Callable[[asyncio.Task[Result]], None],
+    ) -> None:
         now = time.monotonic()
         while ready and len(in_flight) < self._concurrency:
             start_by, job = ready.popleft()
@@ -196,12 +228,15 @@ class DeliveryWorker:
                     "webhook message %s waited too long to start; left to its lease", job.message_id
                 )
                 continue
-            in_flight.add(asyncio.create_task(self._deliver(job)))
+            task = asyncio.create_task(self._deliver(job))
+            task.add_done_callback(done)
+            in_flight.add(task)
 
     def _tick(self, results: list[Result], free: int) -> tuple[list[Job], list[Result]]:
         if not results and free <= 0:
             return [], []
         sealers = claims.sealers_for(results, self._records)  # key lookups before the lock
+        self._audit.prepare_write()  # so is the audit details key's top-up
         now = self._clock.now()
         try:
             with self._transaction() as conn:
@@ -210,19 +245,36 @@ class DeliveryWorker:
                     self._audit.store.append(conn, records)
                 if free <= 0:
                     return [], []
-                self._fan_out_in(conn, now)
-                # Messages whose worker died are looked for once a second, not every turn:
-                # their lease already kept them waiting for a minute.
-                expired = time.monotonic() >= self._next_expired_look
-                if expired:
-                    self._next_expired_look = time.monotonic() + EXPIRED_LOOK_SECONDS
-                jobs = claims.claim(conn, now, free, self._lease, expired=expired)
+                # Fan out as many new events as there are free slots, their messages leased to
+                # this worker as they are written (no claim reads and updates them again), then
+                # claim due messages (retries, replays, a dead worker's) for the slots left.
+                # So that a steady stream of new events cannot hold those back, due messages
+                # are claimed FIRST at least every DUE_LOOK_SECONDS.
+                jobs: list[claims.Job] = []
+                due_first = time.monotonic() >= self._next_due_look
+                if due_first:
+                    jobs = self._claim_due(conn, now, free)
+                if free > len(jobs):
+                    room = free - len(jobs)
+                    _, fresh = self._fan_out_step(conn, now, claim=room, batch=room)
+                    jobs += claims.fanned_out_jobs(fresh, now)
+                if free > len(jobs) and not due_first:
+                    jobs += self._claim_due(conn, now, free - len(jobs))
         except Exception:
             self._audit.signer.forget()  # a key made in the rolled-back checkpoint is gone too
             self._drop_connection()
             raise
         # After the commit: no key lookup under the lock.
         return claims.unseal(jobs, self._secrets, self._records, self._clock.now())
+
+    def _claim_due(self, conn: Connection, now: datetime, limit: int) -> list[claims.Job]:
+        self._next_due_look = time.monotonic() + DUE_LOOK_SECONDS
+        # Messages whose worker died are looked for once a second, not every turn: their
+        # lease already kept them waiting for a minute.
+        expired = time.monotonic() >= self._next_expired_look
+        if expired:
+            self._next_expired_look = time.monotonic() + EXPIRED_LOOK_SECONDS
+        return claims.claim(conn, now, limit, self._lease, expired=expired)
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -250,9 +302,17 @@ class DeliveryWorker:
                     return
 
     def _fan_out_in(self, conn: Connection, now: datetime) -> int:
+        """Fan out up to `fanout.BATCH` events; returns how many."""
+        return self._fan_out_step(conn, now)[0]
+
+    def _fan_out_step(
+        self, conn: Connection, now: datetime, claim: int = 0, batch: int = fanout.BATCH
+    ) -> tuple[int, list[dict[str, Any]]]:
         """Fan out inside a savepoint: when another worker fanned out the same events first (a
         unique-key refusal), only the fan-out is undone, never the results recorded before it.
-        Every `SWEEP_SECONDS` it looks past the platform watermark instead of its own cursor."""
+        Every `SWEEP_SECONDS` it looks past the platform watermark instead of its own cursor.
+        Up to `batch` events; returns (events handled, messages leased to this worker: up to
+        `claim`)."""
         after = self._after
         try:
             if time.monotonic() >= self._next_sweep:
@@ -261,15 +321,17 @@ class DeliveryWorker:
                 self._next_sweep = time.monotonic() + SWEEP_SECONDS
             # Looking costs one statement; the savepoint (two more round trips on PostgreSQL)
             # is only taken when there is something to fan out.
-            events = fanout.waiting(conn, after)
+            events = fanout.waiting(conn, after, batch)
             if not events:
-                return 0
+                return 0, []
             with conn.begin_nested():
-                count, highest = fanout.fan_out_events(conn, now, events, after)
+                count, highest, leased = fanout.fan_out_events(
+                    conn, now, events, after, claim=claim, lease_until=now + self._lease
+                )
         except IntegrityError:
-            return 0  # nothing is lost: those events are someone else's now
+            return 0, []  # nothing is lost: those events are someone else's now
         self._after = max(self._after, highest)
-        return count
+        return count, leased
 
     def _claim(self, limit: int) -> tuple[list[Job], list[Result]]:
         with self._db.transaction() as conn:
@@ -284,6 +346,7 @@ class DeliveryWorker:
 
     def _record(self, results: list[Result]) -> None:
         sealers = claims.sealers_for(results, self._records)
+        self._audit.prepare_write()
         now: datetime = self._clock.now()
         with self._db.transaction() as conn:
             records = claims.record(conn, results, now, self.name, sealers, self._rand)

@@ -88,6 +88,23 @@ def test_retry_after_is_honoured(hooks: HooksWorld) -> None:
     assert got(hooks, "/busy") == 2
 
 
+def test_a_receiver_answering_nul_is_delivered_and_its_answer_kept_without_it(
+    hooks: HooksWorld,
+) -> None:
+    # The kept response body is the receiver's text; PostgreSQL cannot store NUL. The answer
+    # must neither fail the worker's turn (and with it every result in the batch) nor be lost.
+    actor = hooks.tenant()
+    answer(hooks, "/nul", Reply(200, body=b"ok\x00then more"))
+    created = hooks.endpoint(hooks.receivers.valid.url("/nul"), actor)
+    hooks.emit(actor=actor)
+    assert hooks.deliver() == 1
+    [message] = hooks.messages(created.endpoint.id)
+    assert message["status"] == "delivered"
+    [attempt] = hooks.attempts(created.endpoint.id)
+    assert (attempt["result"], attempt["response_body"]) == ("success", "ok\ufffdthen more")
+    assert got(hooks, "/nul") == 1
+
+
 def test_410_gone_disables_the_endpoint(hooks: HooksWorld) -> None:
     actor = hooks.tenant()
     answer(hooks, "/gone", Reply(410))
