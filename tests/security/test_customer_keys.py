@@ -244,7 +244,7 @@ def test_a_key_vigil_cannot_use_is_refused_with_nothing_changed(
         (owner.id, _customer_key(bao, "flat", derived=False), "derived=true"),
         (owner.id, "vigil-platform", "one of Vigil's own keys"),
         (owner.id, f"vigil-standard-{standard.id}", "one of Vigil's own keys"),
-        (owner.id, neighbours, "another dealer's data keys are under that key"),
+        (owner.id, neighbours, "another dealer's: one KMS key per tenant"),
         (owner.id, locked, "permission denied"),
         (standard.id, _customer_key(bao), "Only enterprise dealers"),
     ]

@@ -63,14 +63,20 @@ def rotate(dealer: str | None = DealerOption, as_json: bool = JsonOption) -> Non
                 "rotated": done.kek_rotated,
             },
             as_json,
-            lambda d: typer.echo(
-                f"Rotated {d['kms_key_ref']}; run `vigil kms rewrap` next."
-                if d["rotated"]
-                else f"KMS key {d['kms_key_ref']} is customer-managed: Vigil did not rotate it "
-                "(rotating it is the customer's job, in their KMS); new data-key generations "
-                "started for the dealer."
-            ),
+            lambda d: typer.echo(_rotated(d)),
         )
+
+
+def _rotated(d: dict[str, object]) -> str:
+    if d["rotated"]:
+        return f"Rotated {d['kms_key_ref']}; run `vigil kms rewrap` next."
+    if d["kms_key_managed"] == "customer":
+        return (
+            f"KMS key {d['kms_key_ref']} is customer-managed: Vigil did not rotate it (rotating "
+            "it is the customer's job, in their KMS); new data-key generations started for the "
+            "dealer."
+        )
+    return "The dealer has no KMS key of its own yet; new data-key generations started."
 
 
 @app.command("rewrap")

@@ -163,24 +163,24 @@ class TenantKeyService:
                 ).first()
             )
         if other is not None:
-            raise KmsError("another dealer's data keys are under that key")
+            raise KmsError("that key is (or was) another dealer's: one KMS key per tenant")
 
     def rotate(self, actor: Actor, dealer_id: str | None = None) -> Rotated:
         """Without a dealer: a new version of the platform KEK. With one: a new version of its own
         KEK and new data-key generations for it. Old data stays readable. A key the customer
         configured is not Vigil's to rotate: only the data-key generations are new, and the
         customer rotates its key in its KMS (old wraps keep working there)."""
-        managed = KeyManager.PLATFORM
+        managed, rotated = KeyManager.PLATFORM, True
         if dealer_id is None:
             ref = self._enc.kms.platform_key_ref
             self._enc.kms.rotate(ref)
         else:
             own = self._dealer(dealer_id)
             ref, managed = own.kms_key_ref or self._enc.kms.platform_key_ref, own.managed
-            if own.kms_key_ref is not None and managed is KeyManager.PLATFORM:
-                self._enc.kms.rotate(own.kms_key_ref)
+            rotated = own.kms_key_ref is not None and managed is KeyManager.PLATFORM
+            if rotated:
+                self._enc.kms.rotate(ref)
             self._new_generations(dealer_id)
-        rotated = managed is KeyManager.PLATFORM
         details = {
             "kms_key_ref": ref,
             "dealer": dealer_id,
