@@ -187,6 +187,8 @@ def test_an_enterprise_dealer_brings_its_own_transit_key(
     # Crypto-shredding: the dealer's wraps and Vigil's keys are destroyed; the customer's key
     # stays in the customer's KMS, usable, and the delete says it left it to them.
     wraps = list(svc.encryption.store.list_keys(owner.id))
+    # The key Vigil created before the switch was kept until now (nothing is destroyed early).
+    assert bao.api("GET", f"transit/keys/vigil-dealer-{owner.id}").status_code == 200
     deleted = srv.run_cli("dealers", "delete", owner.id, "--yes")
     assert f"KMS key {theirs} is the customer's and was left to them" in deleted.stdout
     details = _audit(svc, owner.id, "dealer.deleted")[-1]["details"]
