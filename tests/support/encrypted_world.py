@@ -13,6 +13,7 @@ from tests.support.factories import Credential, credential
 from tests.support.server import VigilServer
 
 from vigil.services import Services
+from vigil.tenancy.models import Dealer
 
 # Bigger than two STREAM segments (64 KiB), so ranges cross segment boundaries.
 SNAPSHOT_SIZE = 200_000
@@ -76,10 +77,16 @@ class Tenant:
         return self.cred.dealer.id
 
 
-def populate(server: VigilServer, services: Services, markers: Markers | None = None) -> Tenant:
-    """One dealer's data through every encrypted path, via the API."""
+def populate(
+    server: VigilServer,
+    services: Services,
+    markers: Markers | None = None,
+    owner: Dealer | None = None,
+) -> Tenant:
+    """One dealer's data (a new standard dealer's unless `owner` is given) through every
+    encrypted path, via the API."""
     markers = markers or Markers()
-    cred = credential(services)
+    cred = credential(services, owner=owner)
     at = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=123456)
     with server.client(cred.token) as client:
         site_id = _ok(client.post("/v1/sites", json={"name": "Depot"}))["id"]

@@ -110,6 +110,17 @@ class OpenBaoServer:
         state = "stopped" if self._stopped else "running"
         return f"<OpenBaoServer {state} {self.url}>"
 
+    def api(self, method: str, path: str, body: dict[str, object] | None = None) -> httpx.Response:
+        """A request to this server's HTTP API as root: what the customer's own administrator
+        does in its KMS (create a key, read it, use it), outside Vigil."""
+        return httpx.request(
+            method,
+            f"{self.url}/v1/{path}",
+            json=body,
+            headers={"X-Vault-Token": self.token},
+            timeout=10,
+        )
+
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
         env["HOME"] = str(self.base_dir)  # bao writes ~/.vault-token in dev mode

@@ -115,14 +115,19 @@ class VigilServer:
         )
 
     def services(self) -> Services:
-        """In-process services on this server's own database (close them when done)."""
+        """In-process services on this server's own database and KMS (close them when done)."""
         return Services.build(
             Settings(
                 home=self.home,
                 database_url=self.database_url,
                 database_owner_url=self.env.get("VIGIL_DATABASE_OWNER_URL") or None,
+                **self.kms_settings(),
             )
         )
+
+    def kms_settings(self) -> dict[str, Any]:
+        """The server's `VIGIL_KMS*` settings (a Transit server, say), as Settings fields."""
+        return {k[6:].lower(): v for k, v in self.env.items() if k.startswith("VIGIL_KMS")}
 
     def owner_engine(self) -> Engine:
         """A raw engine on this server's database, as its owner: PostgreSQL's owner role, or

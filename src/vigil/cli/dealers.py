@@ -66,11 +66,18 @@ def delete(
                 "data_keys_destroyed": done.data_keys_destroyed,
                 "api_keys_revoked": done.api_keys_revoked,
                 "kms_keys_destroyed": list(done.kms_keys_destroyed),
+                "kms_keys_left_to_customer": list(done.kms_keys_left_to_customer),
             },
             as_json,
             lambda d: typer.echo(
                 f"Deleted dealer {d['dealer_id']}: {d['data_keys_destroyed']} data keys "
                 f"destroyed, {d['api_keys_revoked']} API keys revoked, KMS keys destroyed: "
                 f"{', '.join(d['kms_keys_destroyed']) or 'none'}."
+                + "".join(
+                    f" KMS key {k} is the customer's and was left to them: its wraps of this "
+                    "dealer are destroyed; backups taken before stay readable with it until "
+                    "the customer disables or deletes it."
+                    for k in d["kms_keys_left_to_customer"]
+                )
             ),
         )

@@ -16,28 +16,67 @@ DealerOption = typer.Option(None, "--dealer", help="One dealer (default: the pla
 @app.command("provision")
 def provision(
     dealer: str = typer.Option(..., "--dealer", help="Enterprise dealer id."),
+    key: str | None = typer.Option(
+        None,
+        "--key",
+        help="An existing key the customer controls (Transit key name; AWS key id, ARN or "
+        "alias). Default: Vigil creates one.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Give an enterprise dealer a KMS key of its own; its new data keys are wrapped by it."""
+    """Give an enterprise dealer a KMS key of its own, created by Vigil or (--key) configured
+    from the customer's KMS after a round trip proves Vigil can use it. Its new data keys are
+    wrapped by it; `vigil kms rewrap --dealer ID` moves the older ones."""
     with friendly_errors(), open_services() as svc:
-        ref = svc.tenant_keys.provision(operator(), dealer)
+        done = svc.tenant_keys.provision(operator(), dealer, key)
         emit(
-            {"dealer_id": dealer, "kms_key_ref": ref},
+            {
+                "dealer_id": dealer,
+                "kms_key_ref": done.kms_key_ref,
+                "kms_key_managed": done.managed.value,
+                "new": done.new,
+            },
             as_json,
-            lambda d: typer.echo(f"Dealer {d['dealer_id']} now uses KMS key {d['kms_key_ref']}"),
+            lambda d: typer.echo(
+                f"Dealer {d['dealer_id']} now uses KMS key {d['kms_key_ref']} "
+                + (
+                    "(customer-managed: Vigil will never rotate or destroy it)"
+                    if d["kms_key_managed"] == "customer"
+                    else "(created and managed by Vigil)"
+                )
+                + ("; run `vigil kms rewrap --dealer` to move older wraps." if d["new"] else ".")
+            ),
         )
 
 
 @app.command("rotate")
 def rotate(dealer: str | None = DealerOption, as_json: bool = JsonOption) -> None:
-    """New key version: new writes use it, old data stays readable. Run `rewrap` after."""
+    """New key version: new writes use it, old data stays readable. Run `rewrap` after. A key
+    the customer configured is theirs to rotate: only new data-key generations start."""
     with friendly_errors(), open_services() as svc:
-        ref = svc.tenant_keys.rotate(operator(), dealer)
+        done = svc.tenant_keys.rotate(operator(), dealer)
         emit(
-            {"dealer_id": dealer, "kms_key_ref": ref, "rotated": True},
+            {
+                "dealer_id": dealer,
+                "kms_key_ref": done.kms_key_ref,
+                "kms_key_managed": done.managed.value,
+                "rotated": done.kek_rotated,
+            },
             as_json,
-            lambda d: typer.echo(f"Rotated {d['kms_key_ref']}; run `vigil kms rewrap` next."),
+            lambda d: typer.echo(_rotated(d)),
         )
+
+
+def _rotated(d: dict[str, object]) -> str:
+    if d["rotated"]:
+        return f"Rotated {d['kms_key_ref']}; run `vigil kms rewrap` next."
+    if d["kms_key_managed"] == "customer":
+        return (
+            f"KMS key {d['kms_key_ref']} is customer-managed: Vigil did not rotate it (rotating "
+            "it is the customer's job, in their KMS); new data-key generations started for the "
+            "dealer."
+        )
+    return "The dealer has no KMS key of its own yet; new data-key generations started."
 
 
 @app.command("rewrap")

@@ -36,8 +36,11 @@ dealers = Table(
     Column("plan", String(20), nullable=False),
     Column("audit_retention_days", Integer, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
-    # Enterprise dealers: the KMS key-encryption key of their own (S8); NULL = platform KEK.
+    # The KMS key-encryption key of the dealer's own (S8); NULL until first use.
     Column("kms_key_ref", String(200), nullable=True),
+    # Who owns that KEK: "platform" (Vigil made it and destroys it with the dealer) or
+    # "customer" (configured with `vigil kms provision --key`; never destroyed by Vigil).
+    Column("kms_key_managed", String(20), nullable=False, server_default="platform"),
     # Set by `vigil dealers delete`: its keys are destroyed and no new ones may be made.
     Column("deleted_at", UtcDateTime, nullable=True),
 )

@@ -222,3 +222,45 @@ def _aws_key_id(kms: Kms, dealer: str) -> str:
         return "\0"
     meta = kms._client.describe_key(KeyId=kms.dealer_key_ref(dealer))["KeyMetadata"]  # type: ignore[attr-defined]
     return str(meta["KeyId"])
+
+
+def _customer_key(kms: Kms, *, derived: bool = True) -> str:
+    """A key the customer made in its own KMS, outside Vigil (BYOK); local has none."""
+    if kms.provider == "transit":
+        name = f"acme-{os.urandom(4).hex()}"
+        kms._post(f"keys/{name}", {"type": "aes256-gcm96", "derived": derived})  # type: ignore[attr-defined]
+        return name
+    if kms.provider == "aws":
+        meta = kms._client.create_key(Description="acme")["KeyMetadata"]  # type: ignore[attr-defined]
+        return str(meta["Arn"])
+    return "platform"
+
+
+def test_a_customer_key_is_accepted_only_when_it_is_usable_and_not_vigils(kms: Kms) -> None:
+    """BYOK (`vigil kms provision --key`): the provider names the key as wraps will, and refuses
+    what is malformed, missing or one of Vigil's own keys, before any data key is made."""
+    theirs = _customer_key(kms)
+    vigils = [kms.platform_key_ref, kms.create_tenant_key(f"own{os.urandom(3).hex()}")]
+    vigils.append(kms.create_dealer_key(f"std{os.urandom(3).hex()}"))
+    if kms.provider == "local":  # every key in the master key file is Vigil's: refused
+        for ref in [theirs, "dealer-x", "anything"]:
+            with pytest.raises(KmsError, match="transit or VIGIL_KMS=aws"):
+                kms.customer_key_ref(ref)
+        return
+    ref = kms.customer_key_ref(theirs)
+    assert ref == theirs  # Transit: the name; AWS: the key's ARN (never an alias)
+    generated = kms.generate_data_key(ref, CONTEXT)
+    assert kms.decrypt_data_key(ref, generated.wrapped, CONTEXT).equals(generated.plaintext)
+    for bad in ["", "no/such key", "x" * 300, "no-such-key-" + os.urandom(4).hex(), *vigils]:
+        with pytest.raises(KmsError):
+            kms.customer_key_ref(bad)
+    if kms.provider == "aws":  # an alias names the key it points to: wraps name the ARN
+        alias = f"alias/acme-{os.urandom(3).hex()}"
+        kms._client.create_alias(AliasName=alias, TargetKeyId=ref)  # type: ignore[attr-defined]
+        assert kms.customer_key_ref(alias) == ref
+        kms._client.disable_key(KeyId=ref.rsplit("/", 1)[1])  # type: ignore[attr-defined]
+        with pytest.raises(KmsError, match="Disabled"):
+            kms.customer_key_ref(alias)
+    else:  # without derived=true, Transit ignores the context: no per-dealer binding
+        with pytest.raises(KmsError, match="derived=true"):
+            kms.customer_key_ref(_customer_key(kms, derived=False))

@@ -10,7 +10,10 @@ context is logged in CloudTrail, which gives per-tenant KMS audit for free.
 Every dealer gets a customer managed key of its own (`CreateKey` with an alias): an enterprise
 dealer `alias/vigil-dealer-<id>` when provisioned, a standard dealer `alias/vigil-standard-<id>`
 on first use (each key is billed by AWS). Crypto-shredding disables the key and schedules its
-deletion. The platform key is configured (`VIGIL_KMS_AWS_KEY_ID`) and must exist.
+deletion. An enterprise may instead bring a key of its own (BYOK, `customer_key_ref`):
+any enabled symmetric customer managed key Vigil's role may describe and use; Vigil never
+rotates, disables or schedules the deletion of it. The platform key is configured
+(`VIGIL_KMS_AWS_KEY_ID`) and must exist.
 Decrypt always names the expected `KeyId`, so a wrapped key made under another key is refused
 even if the caller's IAM role could use both.
 
@@ -19,11 +22,19 @@ Tested with moto, a simulator: see docs/encryption.md for what that does and doe
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from vigil.crypto.errors import KmsError
 from vigil.crypto.kms.port import EncryptionContext, GeneratedDataKey, check_dealer_id
 from vigil.crypto.material import SecretKey
+
+_KEY_REF = re.compile(
+    r"^(?:(?:arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:)?alias/[A-Za-z0-9/_-]{1,250}"
+    r"|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(?:mrk-)?[0-9a-fA-F-]{32,36}"
+    r"|(?:mrk-)?[0-9a-fA-F-]{32,36})$"
+)
+_VIGIL_ALIAS = re.compile(r"(?:^|:)alias/vigil-(?:dealer|standard)-")  # the aliases Vigil makes
 
 
 class AwsKms:
@@ -77,8 +88,36 @@ class AwsKms:
         )
 
     def create_tenant_key(self, dealer_id: str) -> str:
-        alias = f"alias/vigil-dealer-{check_dealer_id(dealer_id)}"
+        alias = self.tenant_key_ref(dealer_id)
         return self._aliased(alias, f"Vigil enterprise dealer {dealer_id}", dealer_id)
+
+    def tenant_key_ref(self, dealer_id: str) -> str:
+        return f"alias/vigil-dealer-{check_dealer_id(dealer_id)}"
+
+    def customer_key_ref(self, key_ref: str) -> str:
+        """The key's ARN: wraps name the key itself, not an alias the customer may later point
+        elsewhere (which would leave every existing wrap naming the wrong key)."""
+        if not _KEY_REF.fullmatch(key_ref):
+            raise KmsError("not an AWS KMS key id, key ARN, alias name or alias ARN")
+        if _VIGIL_ALIAS.search(key_ref):
+            raise KmsError("that alias belongs to one of Vigil's own keys")
+        meta = self._call("DescribeKey", KeyId=key_ref)["KeyMetadata"]
+        if meta.get("KeyState") != "Enabled":
+            raise KmsError(f"the key is {meta.get('KeyState')!s:.30}, not Enabled")
+        if (
+            meta.get("KeySpec", "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT"
+            or meta.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT"
+        ):
+            raise KmsError("the key must be a symmetric ENCRYPT_DECRYPT key")
+        if meta.get("KeyManager") == "AWS":
+            raise KmsError("an AWS managed key serves one AWS service only")
+        platform = self._call("DescribeKey", KeyId=self.platform_key_ref)["KeyMetadata"]
+        aliases = self._call("ListAliases", KeyId=meta["KeyId"]).get("Aliases", [])
+        if meta["KeyId"] == platform["KeyId"] or any(
+            _VIGIL_ALIAS.search(str(a.get("AliasName", ""))) for a in aliases
+        ):
+            raise KmsError("that is one of Vigil's own keys")
+        return str(meta["Arn"])
 
     def _describe(self, key_ref: str) -> dict[str, Any] | None:
         try:

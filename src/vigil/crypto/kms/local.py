@@ -11,7 +11,8 @@ same dealer, purpose and generation it was made for.
 
 Dealers' own KEKs live in the same file: `dealer-<id>` for an enterprise dealer (provisioned),
 `standard-<id>` for a standard dealer (created on first use). Destroying one removes it from the
-file (crypto-shredding: wraps made with it, in any database backup, no longer unwrap).
+file (crypto-shredding: wraps made with it, in any database backup, no longer unwrap). There are
+no customer-managed keys here (`customer_key_ref` says why).
 
 Rotation appends a new KEK version; old versions stay in the file, so old wraps unwrap until
 `rewrap` has moved them. Another process's rotation is picked up on the first wrap naming a
@@ -67,9 +68,22 @@ class LocalKms:
         self._ensure(PLATFORM_KEY)
 
     def create_tenant_key(self, dealer_id: str) -> str:
-        name = f"dealer-{check_dealer_id(dealer_id)}"
+        name = self.tenant_key_ref(dealer_id)
         self._ensure(name)
         return name
+
+    def tenant_key_ref(self, dealer_id: str) -> str:
+        return f"dealer-{check_dealer_id(dealer_id)}"
+
+    def customer_key_ref(self, key_ref: str) -> str:
+        # Every key in the master key file is Vigil's: written by it, beside its database,
+        # sealed (if at all) by its passphrase. A "customer" key there would be a label without
+        # the property it promises (the customer could neither revoke Vigil's use of it nor
+        # keep it out of Vigil's reach), so the local KMS refuses rather than pretend.
+        raise KmsError(
+            "the local KMS holds only Vigil's own keys; a customer-managed key needs "
+            "VIGIL_KMS=transit or VIGIL_KMS=aws"
+        )
 
     def dealer_key_ref(self, dealer_id: str) -> str:
         return f"standard-{check_dealer_id(dealer_id)}"

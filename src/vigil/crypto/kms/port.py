@@ -12,6 +12,10 @@ ARN. Every dealer's data keys are wrapped by a KEK of that dealer's own, so dest
 have provisioned or configured (`create_tenant_key`), standard dealers a platform-managed one
 created automatically on first use (`create_dealer_key`). The platform KEK wraps what belongs to
 no dealer (the SQLCipher database key, platform keysets such as the audit one) (S8).
+
+An enterprise may instead bring a key of its own (BYOK): `customer_key_ref` checks a reference
+to a key the customer controls and answers its canonical form. Vigil wraps with such a key but
+never rotates, disables or destroys it: `KeyManager` records who owns a dealer's KEK.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from vigil.crypto.errors import InvalidBinding
@@ -40,6 +45,13 @@ def check_dealer_id(dealer_id: str) -> str:
     if not _DEALER_ID.fullmatch(dealer_id):
         raise InvalidBinding("dealer id must be 1-64 characters of [A-Za-z0-9_-]")
     return dealer_id
+
+
+class KeyManager(StrEnum):
+    """Who owns a dealer's KEK (`dealers.kms_key_managed`)."""
+
+    PLATFORM = "platform"  # made by Vigil (enterprise or standard): destroyed with the dealer
+    CUSTOMER = "customer"  # configured by the enterprise (BYOK): left to it, never destroyed
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +80,18 @@ class Kms(Protocol):
 
     def create_tenant_key(self, dealer_id: str) -> str:
         """A dedicated KEK for an enterprise dealer; idempotent (same dealer, same ref)."""
+        ...
+
+    def tenant_key_ref(self, dealer_id: str) -> str:
+        """The name of the KEK `create_tenant_key` makes for a dealer, whether it exists or not."""
+        ...
+
+    def customer_key_ref(self, key_ref: str) -> str:
+        """Check a reference to a key the customer controls (BYOK) and answer its canonical
+        form (what wraps will name). Raises `KmsError` saying why when it is malformed, does not
+        exist, cannot be read, is disabled, is not a symmetric encryption key that binds the
+        encryption context, or is one of Vigil's own keys. Makes no data key: the caller proves
+        the key with a round trip."""
         ...
 
     def dealer_key_ref(self, dealer_id: str) -> str:

@@ -9,9 +9,12 @@ Keys are created as `aes256-gcm96` with `derived=true`: the encryption context (
 keyset, generation) is passed as Transit's `context`, from which Transit derives the key it wraps
 with, so a wrapped key moved to another dealer's row does not unwrap. (Transit's
 `associated_data` would also bind, but `rewrap` does not accept it; `context` works with
-`datakey`, `decrypt` and `rewrap`.) Keys Vigil creates are not exportable and not deletable
-through the API by default; crypto-shredding an enterprise dealer means an operator enables
-deletion and deletes its key, or destroys its wrapped data keys in the database.
+`datakey`, `decrypt` and `rewrap`.) Keys Vigil creates are not exportable; crypto-shredding a
+dealer enables deletion on its key and deletes it (`destroy_tenant_key`).
+
+A customer-managed key (BYOK, `customer_key_ref`) is any other key in the same mount, of an AEAD
+type, with `derived=true`; Vigil needs `read` on it and `update` on its `datakey`, `decrypt`,
+`encrypt` and `rewrap` paths, never `config`, `rotate` or `delete`.
 
 Transport: HTTPS (optionally with a private CA bundle) or plain HTTP to a loopback address only
 (a local agent or the test server), never plain HTTP over a network: the token and data keys
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -38,6 +42,9 @@ from vigil.crypto.kms.port import (
 from vigil.crypto.material import SecretKey
 
 DEFAULT_PLATFORM_KEY = "vigil-platform"
+_VIGIL_OWN = ("vigil-dealer-", "vigil-standard-")  # the names Vigil gives the keys it makes
+_DATAKEY_TYPES = ("aes256-gcm96", "aes128-gcm96", "chacha20-poly1305")
+_KEY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
 def _is_loopback(host: str) -> bool:
@@ -90,9 +97,32 @@ class TransitKms:
         self._create(self.platform_key_ref)
 
     def create_tenant_key(self, dealer_id: str) -> str:
-        name = f"vigil-dealer-{check_dealer_id(dealer_id)}"
+        name = self.tenant_key_ref(dealer_id)
         self._create(name)
         return name
+
+    def tenant_key_ref(self, dealer_id: str) -> str:
+        return f"vigil-dealer-{check_dealer_id(dealer_id)}"
+
+    def customer_key_ref(self, key_ref: str) -> str:
+        if not _KEY_NAME.fullmatch(key_ref):
+            raise KmsError("a Transit key name is 1-128 characters of [A-Za-z0-9_.-]")
+        if key_ref == self.platform_key_ref or key_ref.startswith(_VIGIL_OWN):
+            raise KmsError("that name belongs to one of Vigil's own keys")
+        try:
+            response = self._client.get(f"keys/{quote(key_ref)}")
+        except httpx.HTTPError as exc:
+            raise KmsError(f"Transit unreachable: {type(exc).__name__}.") from None
+        if response.status_code == 404:
+            raise KmsError(f"no Transit key by that name in this mount ({response.status_code})")
+        info = self._handle(lambda: response)
+        # `datakey` needs a symmetric AEAD key; `derived` is what binds each wrap to its
+        # dealer's encryption context (without it Transit ignores the context: S8).
+        if info.get("type") not in _DATAKEY_TYPES:
+            raise KmsError(f"a {info.get('type')!s:.40} key cannot wrap data keys")
+        if not info.get("derived"):
+            raise KmsError("the key must be created with derived=true (context binding)")
+        return key_ref
 
     def dealer_key_ref(self, dealer_id: str) -> str:
         return f"vigil-standard-{check_dealer_id(dealer_id)}"
@@ -105,7 +135,7 @@ class TransitKms:
         return name
 
     def destroy_tenant_key(self, key_ref: str) -> None:
-        if not key_ref.startswith(("vigil-dealer-", "vigil-standard-")):
+        if not key_ref.startswith(_VIGIL_OWN):
             raise KmsError("Only a dealer's own key can be destroyed.")
         if not self._exists(key_ref):
             return  # never created, or already destroyed
