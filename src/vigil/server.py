@@ -23,6 +23,7 @@ from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
 from vigil.config import Settings, current_os_user
 from vigil.edge.certificates import ensure_local_tls
+from vigil.edge.request_head import BoundedHeadProtocol
 from vigil.edge.tls import ReloadableCertificate
 from vigil.services import Services
 
@@ -66,6 +67,7 @@ async def serve(settings: Settings, services: Services) -> None:
             host=settings.bind,
             port=settings.https_port,
             ssl_context_factory=tls_factory,
+            http=BoundedHeadProtocol,
             log_level=level,
             server_header=False,
             proxy_headers=False,
@@ -78,6 +80,7 @@ async def serve(settings: Settings, services: Services) -> None:
             create_http_guard(services),
             host=settings.bind,
             port=settings.http_port,
+            http=BoundedHeadProtocol,
             log_level=level,
             server_header=False,
             proxy_headers=False,
