@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     portal_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # A request's line and headers must arrive within this many seconds of the connection (or
+    # of the previous response): a client trickling a head keeps no connection open for long
+    # (slowloris). nginx allows 60 s, Apache's mod_reqtimeout 20 s.
+    request_head_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
 
     trusted_proxies: Annotated[list[IpNetwork], NoDecode] = Field(default_factory=list)
 

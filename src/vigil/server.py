@@ -23,7 +23,7 @@ from vigil.auth.actor import Actor
 from vigil.auth.principal import ActorType
 from vigil.config import Settings, current_os_user
 from vigil.edge.certificates import ensure_local_tls
-from vigil.edge.request_head import BoundedHeadProtocol
+from vigil.edge.request_head import bounded_head_protocol
 from vigil.edge.tls import ReloadableCertificate
 from vigil.services import Services
 
@@ -61,13 +61,14 @@ async def serve(settings: Settings, services: Services) -> None:
         return context
 
     level = settings.log_level
+    protocol = bounded_head_protocol(settings.request_head_timeout_seconds)
     https = _QuietSignals(
         uvicorn.Config(
             create_api(services),
             host=settings.bind,
             port=settings.https_port,
             ssl_context_factory=tls_factory,
-            http=BoundedHeadProtocol,
+            http=protocol,
             log_level=level,
             server_header=False,
             proxy_headers=False,
@@ -80,7 +81,7 @@ async def serve(settings: Settings, services: Services) -> None:
             create_http_guard(services),
             host=settings.bind,
             port=settings.http_port,
-            http=BoundedHeadProtocol,
+            http=protocol,
             log_level=level,
             server_header=False,
             proxy_headers=False,

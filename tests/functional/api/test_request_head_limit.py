@@ -1,7 +1,9 @@
 """A request whose head (request line and headers) outgrows `MAX_HEAD_BYTES` is refused with a
 431 problem document and a closed connection, on both listeners, instead of being buffered
-without limit (plain HTTP) or left hanging (TLS); heads within the limit and large bodies
-behind small heads are served as before."""
+without limit (plain HTTP) or left hanging (TLS); one that does not arrive within
+`VIGIL_REQUEST_HEAD_TIMEOUT_SECONDS` gets 408 and a closed connection instead of holding it open
+(slowloris). Heads within the limits, and large bodies behind small heads, are served as
+before."""
 
 from __future__ import annotations
 
@@ -9,9 +11,13 @@ import json
 import os
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
+import pytest
+from tests.conftest import DatabaseFactory
 from tests.support import factories
 from tests.support.server import VigilServer
 
@@ -126,3 +132,55 @@ def test_a_large_body_behind_a_small_head_does_not_count_against_it(
         status, _, body = exchange(sock, request + content)  # head and body in one write
     assert status == 201, body
     assert json.loads(body)["size"] == len(content)
+
+
+@pytest.fixture(scope="module")
+def hasty(
+    tmp_path_factory: pytest.TempPathFactory, new_database: DatabaseFactory
+) -> Iterator[VigilServer]:
+    """A server that waits only one second for a request's head."""
+    home: Path = tmp_path_factory.mktemp("hasty")
+    srv = new_database.server(home, request_head_timeout_seconds=1)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def wait_for_answer(sock: socket.socket, within: float) -> tuple[int, dict[str, str], bytes]:
+    sock.settimeout(within)
+    return exchange(sock, b"")
+
+
+def test_a_head_trickled_past_the_deadline_is_a_408_and_the_connection_closes(
+    hasty: VigilServer,
+) -> None:
+    with connection(hasty, tls=True) as sock:
+        sock.sendall(b"GET /v1/me HTTP/1.1\r\nHost: localhost\r\n")  # and never the rest
+        began = time.monotonic()
+        status, headers, body = wait_for_answer(sock, 10)
+        waited = time.monotonic() - began
+        assert closed_by_server(sock)
+    assert status == 408
+    assert 0.5 <= waited < 10
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["strict-transport-security"] == HSTS_VALUE.decode()
+    assert json.loads(body)["code"] == "request_head_timeout"
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_deadline(hasty: VigilServer) -> None:
+    with connection(hasty, tls=False) as sock:
+        status, headers, _ = wait_for_answer(sock, 10)
+        assert closed_by_server(sock)
+    assert status == 408
+    assert "strict-transport-security" not in headers
+
+
+def test_a_head_in_pieces_within_the_deadline_is_served(hasty: VigilServer) -> None:
+    with connection(hasty, tls=True) as sock:
+        sock.sendall(b"GET /.well-known/security.txt HTTP/1.1\r\n")
+        time.sleep(0.3)
+        status, _, body = exchange(sock, b"Host: localhost\r\nConnection: close\r\n\r\n")
+    assert status == 200
+    assert b"Contact:" in body
