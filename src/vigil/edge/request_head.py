@@ -20,8 +20,13 @@ after the handshake) stayed open indefinitely, so a client could hold thousands 
 trickle of bytes (slowloris). A head must now be complete within `head_timeout` seconds of the
 connection or of the start of the request (`VIGIL_REQUEST_HEAD_TIMEOUT_SECONDS`, 20 s by
 default); otherwise the answer is 408 and the connection is closed. Between requests on a
-kept-alive connection uvicorn's own idle timeout applies, as before; a slow body is the
-application's to bound.
+kept-alive connection uvicorn's own idle timeout applies, as before.
+
+A body is held to the same deadline, counted from its last byte: a request whose body stops
+arriving for that long (a POST trickled or left unfinished) is answered 408, if no answer has
+started, and its connection closed, and the handler sees the client gone. Time during which
+uvicorn itself stopped reading (its buffer full because the application reads slowly) does
+not count against the client; nor does a long upload that keeps arriving.
 """
 
 from __future__ import annotations
@@ -54,6 +59,15 @@ _TOO_LARGE = (
         f"The request line and headers may hold at most {MAX_HEAD_BYTES} bytes.",
     ),
 )
+_BODY_TOO_SLOW = (
+    b"408 Request Timeout",
+    _problem(
+        408,
+        "request_body_timeout",
+        "Request timeout",
+        "The request body stopped arriving before it was complete.",
+    ),
+)
 _TOO_SLOW = (
     b"408 Request Timeout",
     _problem(
@@ -78,6 +92,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     _in_head = True  # until the first request's headers are complete
     _head_bytes = 0
     _head_since = 0.0
+    _body_since = 0.0  # when the body last arrived (or uvicorn was not reading)
     # The connection sets (one per listener: uvicorn's `server_state.connections`) that have
     # a sweep; held, so that a new set can never take a swept one's place by its id.
     _swept: ClassVar[list[set[Any]]] = []
@@ -94,8 +109,23 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._in_head, self._head_bytes, self._head_since = True, 0, self.loop.time()
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._in_head, self._body_since = False, self.loop.time()
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_since = self.loop.time()
+        super().on_body(body)
+
+    @property
+    def _in_body(self) -> bool:
+        """Between the end of the head and the end of the body (uvicorn's `more_body`)."""
+        cycle = self.cycle
+        return (
+            not self._in_head
+            and cycle is not None
+            and cycle.more_body
+            and not cycle.response_complete
+        )
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -111,6 +141,17 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a pipelined head waits behind a response still being written
         self._refuse(_TOO_SLOW, f"a request head not complete after {self.head_timeout:g} s")
+
+    def _body_too_slow(self) -> None:
+        if not self._in_body or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # uvicorn is not reading: the application is behind
+            self._body_since = self.loop.time()
+            return
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # an answer is under way: it cannot become a 408
+            return
+        self._refuse(_BODY_TOO_SLOW, f"a request body idle for {self.head_timeout:g} s")
 
     def _refuse(self, answer: tuple[bytes, bytes], why: str) -> None:
         self._in_head = False
@@ -139,8 +180,12 @@ def _sweep(loop: asyncio.AbstractEventLoop, connections: set[Any], timeout: floa
     cutoff = loop.time() - timeout
     try:
         for protocol in list(connections):
-            if isinstance(protocol, BoundedHeadProtocol) and protocol._head_since <= cutoff:
+            if not isinstance(protocol, BoundedHeadProtocol):
+                continue
+            if protocol._in_head and protocol._head_since <= cutoff:
                 protocol._too_slow()
+            elif protocol._in_body and protocol._body_since <= cutoff:
+                protocol._body_too_slow()
     except Exception:  # one broken connection must not end the sweep for every other one
         log.exception("request head sweep failed")
     finally:

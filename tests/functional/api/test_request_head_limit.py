@@ -2,7 +2,8 @@
 431 problem document and a closed connection, on both listeners, instead of being buffered
 without limit (plain HTTP) or left hanging (TLS); one that does not arrive within
 `VIGIL_REQUEST_HEAD_TIMEOUT_SECONDS` gets 408 and a closed connection instead of holding it open
-(slowloris). Heads within the limits, and large bodies behind small heads, are served as
+(slowloris), and so does a body that stops arriving for that long. Heads within the limits,
+heads and bodies sent in pieces in time, and large bodies behind small heads are served as
 before."""
 
 from __future__ import annotations
@@ -184,3 +185,42 @@ def test_a_head_in_pieces_within_the_deadline_is_served(hasty: VigilServer) -> N
         status, _, body = exchange(sock, b"Host: localhost\r\nConnection: close\r\n\r\n")
     assert status == 200
     assert b"Contact:" in body
+
+
+@pytest.fixture(scope="module")
+def hasty_key(hasty: VigilServer) -> Iterator[str]:
+    services = hasty.services()
+    try:
+        yield factories.credential(services).token
+    finally:
+        services.close()
+
+
+def post_site_head(token: str, length: int) -> bytes:
+    return (
+        f"POST /v1/sites HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+
+
+def test_a_body_that_stops_arriving_is_a_408_and_the_connection_closes(
+    hasty: VigilServer, hasty_key: str
+) -> None:
+    with connection(hasty, tls=True) as sock:
+        sock.sendall(post_site_head(hasty_key, 100) + b'{"name": "')  # 10 of 100 bytes
+        status, headers, body = wait_for_answer(sock, 10)
+        assert closed_by_server(sock)
+    assert status == 408
+    assert headers["strict-transport-security"] == HSTS_VALUE.decode()
+    assert json.loads(body)["code"] == "request_body_timeout"
+
+
+def test_a_body_in_pieces_within_the_deadline_is_served(hasty: VigilServer, hasty_key: str) -> None:
+    content = b'{"name": "Sent in two pieces"}'
+    with connection(hasty, tls=True) as sock:
+        sock.sendall(post_site_head(hasty_key, len(content)) + content[:10])
+        time.sleep(0.3)
+        status, _, body = exchange(sock, content[10:])
+    assert status == 201, body
+    assert json.loads(body)["name"] == "Sent in two pieces"
