@@ -801,7 +801,10 @@ def database_ceiling(eng: Engine, batch: int, seconds: float) -> tuple[float, fl
     try:
         cur = raw.cursor()
         cur.execute(f"SELECT {', '.join(cols)} FROM audit_events ORDER BY seq DESC LIMIT 1")  # noqa: S608
-        template = list(cur.fetchone())
+        found = cur.fetchone()
+        if found is None:
+            raise SystemExit("no stored audit record to clone for the ceiling")
+        template = list(found)
         if pg:
             from psycopg.types.json import Json
 
