@@ -118,8 +118,10 @@ def baseline_app() -> FastAPI:
     return app
 
 
-def serve_baseline(port: int, home: Path) -> None:
-    """Serve the baseline with the TLS context and uvicorn options of `vigil.server.serve`."""
+def serve_baseline(port: int, home: Path, durable_hello: bool = False) -> None:
+    """Serve the baseline with the TLS context and uvicorn options of `vigil.server.serve`;
+    with `durable_hello`, each response first waits for a durable record
+    (bench/edge_durable_hello.py)."""
     import uvicorn
 
     from vigil.edge.certificates import ensure_local_tls
@@ -134,9 +136,14 @@ def serve_baseline(port: int, home: Path) -> None:
     def tls_factory(_config: uvicorn.Config, _default: object) -> ssl.SSLContext:
         return context
 
+    app: Any = baseline_app()
+    if durable_hello:
+        from edge_durable_hello import with_durable_record
+
+        app = with_durable_record(app, home)
     uvicorn.Server(
         uvicorn.Config(
-            baseline_app(),
+            app,
             host=HOST,
             port=port,
             ssl_context_factory=tls_factory,
@@ -485,8 +492,12 @@ def describe(label: str, result: WrkResult) -> str:
 
 
 @contextlib.contextmanager
-def servers(home: Path) -> Iterator[tuple[PinnedServer, PinnedServer, str]]:
-    """Start the baseline and `vigil serve` (both pinned, sharing TLS files); stop them after."""
+def servers(
+    home: Path, durable_hello: bool = False
+) -> Iterator[tuple[PinnedServer, PinnedServer, str, PinnedServer | None]]:
+    """Start the baseline and `vigil serve` (both pinned, sharing TLS files), and with
+    `durable_hello` the baseline plus a durable record (bench/edge_durable_hello.py); stop them
+    after."""
     from vigil.edge.certificates import ensure_local_tls
     from vigil.edge.tls import write_openssl_conf
 
@@ -530,11 +541,30 @@ def servers(home: Path) -> Iterator[tuple[PinnedServer, PinnedServer, str]]:
         int(vigil_env["VIGIL_HTTPS_PORT"]),
         home,
     )
+    bare_record = None
+    if durable_hello:
+        durable_home = home / "durable-hello"
+        durable_home.mkdir()
+        (durable_home / "tls").symlink_to(home / "tls")  # the same certificate
+        (durable_home / "openssl.cnf").symlink_to(openssl_conf)
+        durable_port = free_port()
+        argv = [sys.executable, str(Path(__file__).resolve()), "--serve-durable-hello"]
+        bare_record = PinnedServer(
+            "durable-hello",
+            [*argv, str(durable_port), "--home", str(durable_home)],
+            clean_env() | {"OPENSSL_CONF": openssl_conf},
+            durable_port,
+            durable_home,
+        )
     try:
         baseline.start()
         vigil.start()
-        yield baseline, vigil, token
+        if bare_record is not None:
+            bare_record.start()
+        yield baseline, vigil, token, bare_record
     finally:
+        if bare_record is not None:
+            bare_record.stop()
         vigil.stop()
         baseline.stop()
 
@@ -560,12 +590,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up before each run")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; best is kept")
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary VIGIL_HOME")
+    parser.add_argument(
+        "--durable-hello",
+        action="store_true",
+        help="also measure the baseline plus one durable SQLCipher row per response "
+        "(bench/edge_durable_hello.py): what a durable record alone costs the hello-world",
+    )
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-durable-hello", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.serve_baseline is not None:
         serve_baseline(args.serve_baseline, args.home)
+        return 0
+    if args.serve_durable_hello is not None:
+        serve_baseline(args.serve_durable_hello, args.home, durable_hello=True)
         return 0
     if min(args.duration, args.connections, args.warmup, args.rounds) < 1:
         parser.error("--duration, --connections, --warmup and --rounds must be at least 1")
@@ -584,8 +624,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"VIGIL_HOME: {home}")
     baseline_runs: list[WrkResult] = []
     vigil_runs: list[VigilRound] = []
+    durable_runs: list[VigilRound] = []
     try:
-        with servers(home) as (baseline, vigil, token):
+        with servers(home, args.durable_hello) as (baseline, vigil, token, durable):
             verify_same_tls(baseline, vigil)
             baseline_url = f"https://{HOST}:{baseline.port}{BASELINE_PATH}"
             vigil_url = f"https://{HOST}:{vigil.port}{VIGIL_PATH}"
@@ -609,6 +650,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{result.requests} responses: "
                     f"{'ok' if vigil_round.audited else 'MISSING RECORDS'}"
                 )
+                if durable is not None:
+                    durable_runs.append(durable_hello_round(durable, args))
+                    print(describe(f"durable hello {number}", durable_runs[-1].wrk))
     finally:
         if args.keep_home:
             print(f"kept {home}")
@@ -617,10 +661,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             shutil.rmtree(home, ignore_errors=True)
 
-    return report(baseline_runs, vigil_runs)
+    return report(baseline_runs, vigil_runs, durable_runs)
 
 
-def report(baseline_runs: Sequence[WrkResult], vigil_runs: Sequence[VigilRound]) -> int:
+def durable_hello_round(server: PinnedServer, args: argparse.Namespace) -> VigilRound:
+    """One measured run of the durable hello, with its proof that every response recorded."""
+    from edge_durable_hello import rows
+
+    url = f"https://{HOST}:{server.port}{BASELINE_PATH}"
+    run_wrk(url, args.warmup, args.connections, None)
+    before = rows(server.home)
+    result = measure(server.pid, url, args.duration, args.connections, None)
+    time.sleep(0.5)  # requests in flight when wrk stopped
+    return VigilRound(result, before, rows(server.home))
+
+
+def report(
+    baseline_runs: Sequence[WrkResult],
+    vigil_runs: Sequence[VigilRound],
+    durable_runs: Sequence[VigilRound] = (),
+) -> int:
     base = max(baseline_runs, key=lambda r: r.requests_per_second)
     best = max(vigil_runs, key=lambda r: r.wrk.requests_per_second)
     ratio = best.wrk.requests_per_second / base.requests_per_second
@@ -663,6 +723,15 @@ def report(baseline_runs: Sequence[WrkResult], vigil_runs: Sequence[VigilRound])
         print(
             f"warning: other processes used up to {max(r.other_cpu for r in noisy):.2f} of a core "
             "during the best runs; rerun on a quiet machine before trusting the ratio"
+        )
+    if durable_runs:
+        top = max(durable_runs, key=lambda r: r.wrk.requests_per_second)
+        share = top.wrk.requests_per_second / base.requests_per_second
+        print(
+            f"durable hello (the baseline + one durable SQLCipher row per response): "
+            f"{top.wrk.requests_per_second:.0f} req/s, {top.wrk.cpu_us_per_request:.0f} us "
+            f"CPU/request, ratio {share:.2f}; vigil at {ratio / share:.2f} of it; every "
+            f"response recorded: {'yes' if all(r.audited for r in durable_runs) else 'NO'}"
         )
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1
