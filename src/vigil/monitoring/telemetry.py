@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, with_config
+from pydantic import ConfigDict, Field, TypeAdapter, with_config
 from sqlalchemy import Connection, Select, and_, func, or_, select
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
@@ -34,6 +34,7 @@ from vigil.auth.actor import Actor
 from vigil.core.clock import Clock
 from vigil.core.errors import InvalidInput
 from vigil.core.pagination import Page
+from vigil.core.times import Instant
 from vigil.crypto.binding import BindingScope
 from vigil.crypto.fields import FieldCipher
 from vigil.monitoring.devices import DeviceStatus
@@ -92,7 +93,7 @@ class Reading(TypedDict):
     metric: Metric
     value: Annotated[float, Field(description="A finite number.", examples=[21.5])]
     timestamp: Annotated[
-        AwareDatetime,
+        Instant,
         Field(
             description="When it was measured; ISO 8601 with a zone.",
             examples=["2026-11-27T21:00:00Z"],

@@ -51,3 +51,58 @@ def test_unknown_query_parameters_are_refused_not_ignored(
     assert misspelt.status_code == 422
     assert "stauts" in misspelt.json()["detail"]
     assert known.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/alarms?until=0.0", None),
+        ("GET", "/v1/alarms?since=1700000000", None),
+        ("GET", "/v1/audit-events?since=-3127", None),
+        ("GET", "/v1/audit-events/export?since=-427942&until=-3127", None),
+        ("GET", "/v1/devices/dev_x/telemetry?since=1700000000", None),
+        ("POST", "/v1/alarms", {"site_id": "site_x", "type": "fire", "occurred_at": 0}),
+        ("POST", "/v1/webhooks/endpoints/whe_x/replay", {"since": 1700000000}),
+        ("POST", "/v1/devices/dev_x/snapshots?captured_at=1700000000", None),
+    ],
+)
+def test_times_are_rfc3339_text_never_numbers(
+    server: VigilServer, services: Services, method: str, path: str, body: object
+) -> None:
+    """Pydantic alone would read `until=0.0` as seconds since 1970 (found by `make fuzz`): the
+    OpenAPI document says RFC 3339 text, so a number is refused, naming the parameter."""
+    cred = factories.credential(services)
+    with server.client(cred.token) as client:
+        response = client.request(method, path, json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "RFC 3339" in response.text
+    assert (
+        ("since" in response.text)
+        or ("until" in response.text)
+        or ("occurred_at" in response.text)
+        or ("captured_at" in response.text)
+    )
+
+
+def test_rfc3339_times_with_a_zone_are_accepted_in_queries_and_bodies(
+    server: VigilServer, services: Services
+) -> None:
+    cred = factories.credential(services)
+    actor = factories.actor_of(services, cred)
+    site_id = factories.site(services, actor)
+    with server.client(cred.token) as client:
+        made = client.post(
+            "/v1/alarms",
+            json={"site_id": site_id, "type": "fire", "occurred_at": "2026-11-28T10:00:00+01:00"},
+        )
+        listed = client.get(
+            "/v1/alarms",
+            params={"since": "2026-11-28T08:59:59Z", "until": "2026-11-28 09:00:01+00:00"},
+        )
+        audited = client.get("/v1/audit-events", params={"since": "2026-01-01T00:00:00Z"})
+        naive = client.get("/v1/alarms", params={"since": "2026-11-28T08:59:59"})
+    assert made.status_code == 201, made.text
+    assert [a["id"] for a in listed.json()["data"]] == [made.json()["id"]]
+    assert audited.status_code == 200
+    assert naive.status_code == 422  # a time with no zone is still refused

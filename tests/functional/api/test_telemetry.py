@@ -24,8 +24,9 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _reading(metric: str, value: Any, at: datetime | str) -> dict[str, Any]:
-    return {"metric": metric, "value": value, "timestamp": at if isinstance(at, str) else _iso(at)}
+def _reading(metric: str, value: Any, at: datetime | str | int) -> dict[str, Any]:
+    stamp = _iso(at) if isinstance(at, datetime) else at
+    return {"metric": metric, "value": value, "timestamp": stamp}
 
 
 def _device(client: httpx.Client, kind: str = "sensor", **extra: Any) -> str:
@@ -127,6 +128,8 @@ def test_bad_readings_reject_the_whole_batch(server: VigilServer, services: Serv
         _reading("t", 1, "yesterday"),
         _reading("t", 1, now + timedelta(hours=1)),
         _reading("t", 1, "1970-01-01T00:00:00Z"),
+        _reading("t", 1, int(now.timestamp())),  # seconds since 1970: not RFC 3339 text
+        _reading("t", 1, str(now.timestamp())),
         _reading("t", 1, "0001-01-01T00:00:00+01:00"),
         _reading("t", 1, now) | {"unit": "C"},
         {"metric": "t", "value": 1},

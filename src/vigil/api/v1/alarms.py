@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.api.deps import services
 from vigil.api.params import DEFAULT, Cursor, IfMatchHeader, Limit, ListPage, if_match, with_etag
 from vigil.auth.actor import Actor
 from vigil.auth.scopes import Scope
+from vigil.core.times import Instant
 from vigil.edge.authorization import requires
 from vigil.monitoring import alarm_models as m
 from vigil.monitoring.alarm_states import AlarmStatus
@@ -53,7 +54,7 @@ class AlarmFields(BaseModel):
     priority: int | None = Field(
         default=None, ge=1, le=5, description="1 is most urgent; default by type (fire 1 .. 4)."
     )
-    occurred_at: AwareDatetime = Field(description="When the device saw it; needs a time zone.")
+    occurred_at: Instant = Field(description="When the device saw it; needs a time zone.")
     description: str | None = Field(default=None, max_length=m.MAX_DESCRIPTION)
     snapshot_ids: list[Id] = Field(default_factory=list, max_length=m.MAX_SNAPSHOTS)
     verification_requested: bool = Field(
@@ -132,8 +133,8 @@ def list_alarms(
     site_id: Annotated[str | None, Query(max_length=m.MAX_ID)] = None,
     type: m.AlarmType | None = None,
     priority: Annotated[int | None, Query(ge=1, le=5)] = None,
-    since: Annotated[AwareDatetime | None, Query(description="occurred_at at or after")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="occurred_at at or before")] = None,
+    since: Annotated[Instant | None, Query(description="occurred_at at or after")] = None,
+    until: Annotated[Instant | None, Query(description="occurred_at at or before")] = None,
     limit: Limit = DEFAULT,
     cursor: Cursor = None,
 ) -> ListPage[AlarmOut]:

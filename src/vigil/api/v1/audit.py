@@ -14,21 +14,23 @@ from vigil.audit.export import export_lines
 from vigil.audit.query import AuditFilter, list_events
 from vigil.auth.actor import Actor
 from vigil.auth.scopes import Scope
-from vigil.core.times import optional_utc
+from vigil.core.times import DATE_TIME_TEXT, optional_utc
 from vigil.edge.authorization import requires
 from vigil.services import Services
 
 router = APIRouter(tags=["audit"])
 Svc = Annotated[Services, Depends(services)]
 AuditRead = Annotated[Actor, Depends(requires(Scope.AUDIT_READ))]
+# RFC 3339 text; a missing zone is refused by `optional_utc`, with its own message.
+TimeParam = Annotated[datetime | None, DATE_TIME_TEXT]
 
 
 @router.get("/v1/audit-events", summary="Query the dealer's audit records, newest first")
 def list_audit_events(
     actor: AuditRead,
     svc: Svc,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: TimeParam = None,
+    until: TimeParam = None,
     actor_id: Annotated[str | None, Query(alias="actor", max_length=200)] = None,
     action: Annotated[str | None, Query(max_length=60)] = None,
     result: Annotated[str | None, Query(max_length=40)] = None,
@@ -55,7 +57,7 @@ def list_audit_events(
     response_class=StreamingResponse,
 )
 def export_audit_events(
-    actor: AuditRead, svc: Svc, since: datetime | None = None, until: datetime | None = None
+    actor: AuditRead, svc: Svc, since: TimeParam = None, until: TimeParam = None
 ) -> StreamingResponse:
     tenant = actor.tenant
     assert tenant is not None

@@ -19,6 +19,7 @@ from vigil.auth.actor import Actor
 from vigil.auth.scopes import Scope
 from vigil.core.byte_ranges import parse_range
 from vigil.core.errors import InvalidInput
+from vigil.core.times import DATE_TIME_TEXT
 from vigil.edge.authorization import requires
 from vigil.monitoring.snapshots import MEDIA_TYPES, Snapshot
 from vigil.services import Services
@@ -78,7 +79,7 @@ async def upload_snapshot(
     svc: Svc,
     response: Response,
     alarm_id: Id | None = None,
-    captured_at: datetime | None = None,
+    captured_at: Annotated[datetime | None, DATE_TIME_TEXT] = None,
     sha256: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
     repr_digest: Annotated[str | None, Header(alias="Repr-Digest", max_length=1000)] = None,
     content_digest: Annotated[str | None, Header(alias="Content-Digest", max_length=1000)] = None,

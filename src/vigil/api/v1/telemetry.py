@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.api.deps import services
 from vigil.api.params import Cursor
 from vigil.auth.actor import Actor
 from vigil.auth.scopes import Scope
 from vigil.core.errors import InvalidInput
+from vigil.core.times import Instant
 from vigil.edge.authorization import requires
 from vigil.monitoring.devices import DeviceStatus
 from vigil.monitoring.telemetry import (
@@ -100,8 +101,8 @@ def query(
     actor: TelemetryRead,
     svc: Svc,
     metric: Annotated[str | None, Query(pattern=METRIC_PATTERN)] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Inclusive.")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Exclusive.")] = None,
+    since: Annotated[Instant | None, Query(description="Inclusive.")] = None,
+    until: Annotated[Instant | None, Query(description="Exclusive.")] = None,
     bucket: Annotated[
         int | None,
         Query(

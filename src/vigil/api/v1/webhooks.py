@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.api.deps import services
 from vigil.api.params import DEFAULT, Cursor, IfMatchHeader, Limit, ListPage, if_match, with_etag
 from vigil.auth.actor import Actor
 from vigil.auth.scopes import Scope
+from vigil.core.times import Instant
 from vigil.edge.authorization import requires
 from vigil.events.types import EventType
 from vigil.services import Services
@@ -107,7 +108,7 @@ class CaRequestOut(BaseModel):
 
 class ReplayRequest(BaseModel):
     model_config = Strict
-    since: AwareDatetime = Field(description="Replay failed messages created at or after this.")
+    since: Instant = Field(description="Replay failed messages created at or after this.")
 
 
 class ReplayOut(BaseModel):
