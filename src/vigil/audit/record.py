@@ -35,10 +35,14 @@ class AuditRecord:
     id: str = field(default_factory=lambda: new_ordered_id("aud"))
 
     def __post_init__(self) -> None:
-        # PostgreSQL cannot store NUL in text. A path segment or user agent the caller chose
-        # must not make this record (and with it a whole group-commit batch) fail, so NUL is
-        # replaced before anything is hashed or stored.
-        for name in _CALLER_CHOSEN:
+        # PostgreSQL cannot store NUL in text. A path segment, user agent or claimed client id
+        # or issuer (the actor of a refusal) is the caller's choice and must not make this
+        # record (and with it a whole group-commit batch) fail, so NUL is replaced, in every
+        # text field, before anything is hashed or stored. (`details` goes in as JSON, where
+        # NUL is escaped.) One join and one search when there is none: this runs per record.
+        if "\x00" not in "".join(filter(None, _GET_TEXT(self))):
+            return
+        for name in _TEXT:
             value = getattr(self, name)
             if value is not None and "\x00" in value:
                 object.__setattr__(self, name, value.replace("\x00", "\ufffd"))
@@ -71,7 +75,6 @@ class AuditRecord:
         return self.id[: WIDTHS["id"]]
 
 
-_CALLER_CHOSEN = ("target_id", "user_agent", "route", "method")
 
 # Column widths of `audit_events` (see storage/tables.py).
 WIDTHS = {
@@ -95,6 +98,9 @@ WIDTHS = {
 
 
 _COLUMNS = tuple(f.name for f in fields(AuditRecord))
+# Every text field: all but the time, the action (an enum), `details` and our own id.
+_TEXT = tuple(n for n in _COLUMNS if n not in ("occurred_at", "action", "details", "id"))
+_GET_TEXT = attrgetter(*_TEXT)
 
 # The hashed fields a record supplies itself between `occurred_at` and `details`.
 TAIL = canonical.FIELDS[canonical.FIELDS.index("occurred_at") + 1 : -1]

@@ -3,11 +3,18 @@ NUL characters in paths, queries and bodies, and times with no UTC equivalent.""
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
+from sqlalchemy import select
 from tests.support import factories
+from tests.support.audit_trail import opened_rows
 from tests.support.server import VigilServer
 
+from vigil.auth.oauth.jwt_bearer import GRANT_TYPE as JWT_BEARER
 from vigil.services import Services
+from vigil.storage.tables import audit_events
 
 
 @pytest.mark.parametrize(
@@ -106,3 +113,46 @@ def test_rfc3339_times_with_a_zone_are_accepted_in_queries_and_bodies(
     assert [a["id"] for a in listed.json()["data"]] == [made.json()["id"]]
     assert audited.status_code == 200
     assert naive.status_code == 422  # a time with no zone is still refused
+
+
+def _forged_assertion(issuer: str) -> str:
+    """A JWT-bearer assertion that names `issuer` and fails verification (no real signature)."""
+
+    def part(value: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    claims = {"iss": issuer, "sub": "dlr_x", "aud": "x", "exp": 4102444800, "jti": "j\u0000"}
+    return f"{part({'alg': 'ES256', 'kid': 'k'})}.{part(claims)}.AAAA"
+
+
+@pytest.mark.parametrize(
+    ("form", "claimed"),
+    [
+        ({"grant_type": "nope\u0000", "client_id": "cli\u0000ent"}, "cli\ufffdent"),
+        (
+            {"grant_type": JWT_BEARER, "assertion": _forged_assertion("par\u0000tner")},
+            "par\ufffdtner",
+        ),
+    ],
+)
+def test_nul_in_a_claimed_identity_is_refused_and_still_recorded(
+    server: VigilServer, services: Services, form: dict[str, str], claimed: str
+) -> None:
+    """The refusal's record names the client or issuer the caller claimed; PostgreSQL cannot
+    store NUL in text, and the record (with its whole batch) used to fail there: a 500 (found
+    by `make fuzz` on PostgreSQL). NUL becomes U+FFFD in every text field of a record."""
+    with server.client() as client:
+        refused = client.post("/oauth/token", data=form)
+        fine = client.post("/oauth/token", data={"grant_type": "nope", "client_id": "client"})
+    assert refused.status_code == 400, refused.text
+    assert fine.status_code == 400
+    request_id = refused.headers["x-request-id"]
+    rows = opened_rows(
+        services,
+        select(audit_events.c.id, audit_events.c.actor_id, audit_events.c.action).where(
+            audit_events.c.request_id == request_id
+        ),
+    )
+    assert {(r["action"], r["actor_id"]) for r in rows} >= {
+        ("oauth_token.refused" if "client_id" in form else "assertion.refused", claimed)
+    }

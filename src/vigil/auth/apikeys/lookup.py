@@ -103,6 +103,12 @@ class RawLookup:
     def fetch(self, **params: Any) -> dict[str, Any] | None:
         """The row, or None. A kept row is shared with later callers: only what this process
         wrote itself through `touch` may be recorded in it."""
+        for value in params.values():
+            # These parameters come from the caller (a key's id, a claimed issuer or key id).
+            # No stored id or hash holds NUL, and PostgreSQL refuses NUL in a text parameter
+            # (this raw path bypasses `storage.db`'s NUL check): no row, not a server error.
+            if type(value) is str and "\x00" in value:
+                return None
         changes = self._changes
         key = generation = None
         if changes is not None:
