@@ -75,7 +75,6 @@ class AuditRecord:
         return self.id[: WIDTHS["id"]]
 
 
-
 # Column widths of `audit_events` (see storage/tables.py).
 WIDTHS = {
     "id": 40,
