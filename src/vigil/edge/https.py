@@ -99,10 +99,8 @@ class HttpsEdge:
                     except VigilError as error:
                         refusal = error
             query = scope.get("query_string", b"")
-            if refusal is None and (unknown := self.routes.unknown_query(route, query)):
-                refusal = InvalidInput(
-                    "Unknown query parameters: " + ", ".join(n[:40] for n in unknown[:5]) + "."
-                )
+            if refusal is None and (why := self.routes.query_refusal(route, query)):
+                refusal = InvalidInput(why)
             if refusal is not None or isinstance(route, DirectRoute | EdgeServedRoute):
                 # What the router would have recorded: the audit record names the route.
                 scope["route"] = route

@@ -131,15 +131,24 @@ class RouteTable:
             return known[1]
         return requirement(route)
 
-    def unknown_query(self, route: BaseRoute, query_string: bytes) -> list[str]:
-        """Query parameter names `route` does not read, in the order sent."""
+    def query_refusal(self, route: BaseRoute, query_string: bytes) -> str | None:
+        """Why `route` refuses this query string, or None: parameters it does not read
+        (`query_names`), or one it reads given more than once. Every API query parameter is
+        a single value; of `?site_id=a&site_id=b` the framework would silently use one, and a
+        proxy or log in front might have read the other (parameter pollution)."""
         if not query_string:
-            return []
+            return None
         known = self._queries[id(route)] if id(route) in self._queries else query_names(route)
         if known is None:
-            return []
+            return None
         names = [k for k, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)]
-        return [n for n in dict.fromkeys(names) if n not in known]
+        unknown = [n for n in dict.fromkeys(names) if n not in known]
+        if unknown:
+            return "Unknown query parameters: " + ", ".join(n[:40] for n in unknown[:5]) + "."
+        if len(names) != len(set(names)):
+            twice = [n for n in dict.fromkeys(names) if names.count(n) > 1]
+            return "Query parameters given more than once: " + ", ".join(twice[:5]) + "."
+        return None
 
 
 def _standard(route: Route) -> bool:

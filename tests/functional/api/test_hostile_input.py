@@ -156,3 +156,21 @@ def test_nul_in_a_claimed_identity_is_refused_and_still_recorded(
     assert {(r["action"], r["actor_id"]) for r in rows} >= {
         ("oauth_token.refused" if "client_id" in form else "assertion.refused", claimed)
     }
+
+
+def test_a_query_parameter_given_twice_is_refused_not_picked(
+    server: VigilServer, services: Services
+) -> None:
+    """`?site_id=a&site_id=b` is ambiguous (which one did a proxy, a log, the server read?):
+    refused, naming the parameter, instead of silently using one (found by `make fuzz`)."""
+    cred = factories.credential(services)
+    with server.client(cred.token) as client:
+        twice = client.get("/v1/alarms?status=new&status=resolved")
+        once = client.get("/v1/alarms?status=new&limit=5")
+        devices = client.get("/v1/devices?parent_id=dev_a&parent_id=dev_b")
+    assert twice.status_code == 422
+    assert twice.headers["content-type"] == "application/problem+json"
+    assert "given more than once: status" in twice.json()["detail"]
+    assert devices.status_code == 422
+    assert "parent_id" in devices.json()["detail"]
+    assert once.status_code == 200
