@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install Vigil with its dev extras
 
-system: ## Install the Debian packages the tests and benchmarks need (PostgreSQL, wrk, openssl)
+system: ## Install the Debian packages the tests and benchmarks need (python3-venv, PostgreSQL, wrk, openssl, Chromium)
 	bash scripts/install-system-packages.sh
 
 run: install ## Set up VIGIL_HOME (TLS, database, demo dealer printed once) and serve HTTPS

@@ -45,6 +45,15 @@ def test_hostile_input_is_a_client_error(
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert after.status_code == 200
+    # ... and the refusal itself is on the record (S14): the hostile value did not make the
+    # record, or the batch it was written with, fail.
+    with services.db.read() as conn:
+        results = conn.execute(
+            select(audit_events.c.result).where(
+                audit_events.c.request_id == response.headers["x-request-id"]
+            )
+        ).scalars()
+        assert list(results) == [str(response.status_code)]
 
 
 def test_unknown_query_parameters_are_refused_not_ignored(
