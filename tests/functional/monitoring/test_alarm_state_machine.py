@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from tests.support import factories
 
+from vigil.audit.log import AuditLog
 from vigil.auth.actor import Actor
 from vigil.core.errors import Conflict, PreconditionFailed
 from vigil.events.outbox import events_for
@@ -153,3 +154,33 @@ def test_only_legal_paths_succeed_and_each_success_is_told_once(
     ]
     assert events == ["alarm.created"] + [EVENT[c.action] for c in succeeded if c.action in EVENT]
     assert audit == ["alarm.created"] + [f"alarm.{TIMELINE[c.action]}" for c in succeeded]
+
+
+def test_a_change_whose_audit_record_cannot_be_written_leaves_no_trace(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S15, forced: the record is the last write of an acknowledgement's transaction (after the
+    status, the timeline entry and the outbox event). When it fails, none of them remains;
+    with the log working again the same call succeeds and leaves all four."""
+    alarms, actor = desk.services.alarms, desk.operators[0]
+    alarm_id = alarms.create(actor, NewAlarm(desk.site_id, AlarmType.FIRE, datetime.now(UTC))).id
+    before = _recorded(desk, alarm_id)
+    timeline_before = len(alarms.timeline(actor, alarm_id, limit=50).items)
+
+    def unwritable(self: AuditLog, conn: object, record: object) -> None:
+        raise OSError("the audit log's disk is gone")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(AuditLog, "write_in", unwritable)
+        with pytest.raises(OSError, match="disk is gone"):
+            alarms.acknowledge(actor, alarm_id)
+    alarm = alarms.get(actor, alarm_id)
+    assert (alarm.status, alarm.version) == (S.NEW, 1)
+    assert len(alarms.timeline(actor, alarm_id, limit=50).items) == timeline_before
+    assert _recorded(desk, alarm_id) == before
+
+    assert alarms.acknowledge(actor, alarm_id).status is S.ACKNOWLEDGED
+    events, audit = _recorded(desk, alarm_id)
+    assert events == [*before[0], "alarm.acknowledged"]
+    assert audit == [*before[1], "alarm.acknowledged"]
+    assert len(alarms.timeline(actor, alarm_id, limit=50).items) == timeline_before + 1
