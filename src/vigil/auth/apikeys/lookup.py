@@ -103,12 +103,6 @@ class RawLookup:
     def fetch(self, **params: Any) -> dict[str, Any] | None:
         """The row, or None. A kept row is shared with later callers: only what this process
         wrote itself through `touch` may be recorded in it."""
-        for value in params.values():
-            # These parameters come from the caller (a key's id, a claimed issuer or key id).
-            # No stored id or hash holds NUL, and PostgreSQL refuses NUL in a text parameter
-            # (this raw path bypasses `storage.db`'s NUL check): no row, not a server error.
-            if type(value) is str and "\x00" in value:
-                return None
         changes = self._changes
         key = generation = None
         if changes is not None:
@@ -119,6 +113,14 @@ class RawLookup:
             kept = self._kept.get(key)
             if kept is not None and kept[0] == generation:
                 return kept[1]
+        for value in params.values():
+            # These parameters come from the caller (a key's id, a claimed issuer or key id).
+            # No stored id or hash holds NUL, and PostgreSQL refuses NUL in a text parameter
+            # (this raw path bypasses `storage.db`'s NUL check): no row, not a server error.
+            # Checked only on the way to the database: a kept row is never kept under such a
+            # key, so the hot path of a kept credential pays nothing for it.
+            if type(value) is str and "\x00" in value:
+                return None
         cursor = self._run(self._query_sql, list(self._query_params), params)
         row = cursor.fetchone()
         cursor.close()
